@@ -1,0 +1,86 @@
+# webtraffic — the two commands are `make run` and `make test`; `make help` lists the rest.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV   := $(CURDIR)/.venv
+BIN    := $(VENV)/bin
+WT     := $(BIN)/webtraffic
+# Everything a run writes lives here (git-ignored); `make clean` deletes it.
+STATE  := $(abspath $(or $(WEBTRAFFIC_STATE_DIR),$(CURDIR)/.state))
+export WEBTRAFFIC_STATE_DIR := $(STATE)
+
+VENV_STAMP    := $(VENV)/.installed
+JARS_STAMP    := $(STATE)/jars/.fetched
+AIRFLOW_STAMP := $(STATE)/airflow/.migrated
+PYTEST_ARGS   ?=
+
+.PHONY: help setup run test lint format clean stop preflight
+
+help: ## list the targets
+	@echo "webtraffic — real-time website-users analytics (Kafka -> Spark -> Iceberg, run by Airflow)"
+	@echo
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-9s %s\n", $$1, $$2}'
+
+preflight: ## check that Python 3.11, Java 17+ and Maven are installed
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is required, $(PYTHON) is $$($(PYTHON) -V 2>&1) (set PYTHON=python3.11)" >&2; exit 1; }
+	@command -v java >/dev/null 2>&1 || [ -x "$${JAVA_HOME:-/nonexistent}/bin/java" ] || { echo "error: Java not found: install a Java 17+ runtime (e.g. apt-get install openjdk-17-jdk-headless) or set JAVA_HOME" >&2; exit 1; }
+	@command -v mvn >/dev/null 2>&1 || { echo "error: Maven not found: install it (e.g. apt-get install maven); it fetches the Kafka, Spark and Iceberg jars" >&2; exit 1; }
+
+$(VENV_STAMP): requirements.txt pyproject.toml
+	@echo "==> Python environment in $(VENV) (pinned requirements.txt; ~1.6 GB, first time 1-2 min)"
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check >&2; echo "error: pip check found broken requirements" >&2; exit 1; }
+	@touch $@
+
+$(JARS_STAMP): jvm/pom.xml
+	@echo "==> JVM jars from Maven Central into $(STATE)/jars (broker/ and spark/ kept apart)"
+	@rm -rf $(STATE)/jars
+	@cd jvm && mvn -q -B -Djars.dir=$(STATE)/jars -Pbroker dependency:copy-dependencies \
+		|| { echo "error: Maven could not fetch the Kafka broker jars (see above)" >&2; exit 1; }
+	@cd jvm && mvn -q -B -Djars.dir=$(STATE)/jars -Pspark dependency:copy-dependencies \
+		|| { echo "error: Maven could not fetch the Spark Kafka/Iceberg jars (see above)" >&2; exit 1; }
+	@touch $@
+
+$(AIRFLOW_STAMP): $(VENV_STAMP)
+	@echo "==> Airflow metadata database in $(STATE)/airflow"
+	@mkdir -p $(STATE)/logs $(STATE)/airflow
+	@$(WT) airflow db migrate > $(STATE)/logs/airflow-db-migrate.log 2>&1 \
+		|| { echo "error: airflow db migrate failed; see $(STATE)/logs/airflow-db-migrate.log" >&2; exit 1; }
+	@touch $@
+
+setup: preflight $(VENV_STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) ## install everything (venv, jars, Airflow DB); idempotent
+
+run: setup ## set up if needed, start the local stack and show where to look
+	@$(WT) stack up
+	@echo
+	@echo "The stack is up. Next:"
+	@echo "  $(WT) stack status     what runs, ports, pids"
+	@echo "  $(WT) tables           Iceberg tables with rows and snapshots"
+	@echo "  make clean             stop everything and delete $(STATE)"
+
+test: setup lint ## set up if needed, lint, and run the whole test suite on the real stack
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV_STAMP) ## ruff lint and format check
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: $(VENV_STAMP) ## ruff: fix what can be fixed and format
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .
+
+stop: ## stop the local stack, keep its state
+	@if [ -x $(WT) ]; then $(WT) stack down; fi
+
+clean: ## stop everything and delete the state folder (the venv stays)
+	@if [ -x $(WT) ]; then $(WT) stack down || true; fi
+	@rm -rf $(STATE)
+	@echo "removed $(STATE)"

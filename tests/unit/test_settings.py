@@ -1,0 +1,73 @@
+"""The settings object: defaults, validation with one-line messages, secrets that never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from webtraffic.errors import SettingsError
+from webtraffic.settings import Secret, Settings
+
+
+def test_local_defaults(tmp_path):
+    s = Settings.from_env({"WEBTRAFFIC_STATE_DIR": str(tmp_path)})
+    assert s.profile == "local"
+    assert s.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert s.kafka.topic == "web.events"
+    assert s.kafka.partitions == 3
+    assert s.catalog_db == tmp_path / "catalog" / "catalog.db"
+    assert s.jars_dir == tmp_path / "jars"
+    assert s.checkpoint_root == str(tmp_path / "checkpoints")
+    assert s.kafka.client_config() == {"bootstrap.servers": "127.0.0.1:19092"}
+
+
+def test_default_state_folder_is_in_the_project():
+    s = Settings.from_env({})
+    assert s.state_dir == Path(__file__).resolve().parents[2] / ".state"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEBTRAFFIC_PROFILE": "prod"}, "WEBTRAFFIC_PROFILE must be one of local, databricks"),
+        ({"WEBTRAFFIC_KAFKA_PORT": "abc"}, "WEBTRAFFIC_KAFKA_PORT must be an integer"),
+        ({"WEBTRAFFIC_KAFKA_PORT": "70000"}, "between 1 and 65535"),
+        (
+            {"WEBTRAFFIC_KAFKA_PORT": "9000", "WEBTRAFFIC_KAFKA_CONTROLLER_PORT": "9000"},
+            "must differ",
+        ),
+        ({"WEBTRAFFIC_PROFILE": "databricks"}, "needs WEBTRAFFIC_KAFKA_BOOTSTRAP"),
+        (
+            {"WEBTRAFFIC_PROFILE": "databricks", "WEBTRAFFIC_KAFKA_BOOTSTRAP": "k:9092"},
+            "needs WEBTRAFFIC_CHECKPOINT_ROOT",
+        ),
+    ],
+)
+def test_bad_values_are_one_clear_line(env, message):
+    with pytest.raises(SettingsError, match=message) as excinfo:
+        Settings.from_env(env)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_databricks_profile_uses_sasl_and_never_shows_the_password():
+    s = Settings.from_env(
+        {
+            "WEBTRAFFIC_PROFILE": "databricks",
+            "WEBTRAFFIC_KAFKA_BOOTSTRAP": "pkc-1.example.cloud:9092",
+            "WEBTRAFFIC_KAFKA_SASL_USERNAME": "api-key",
+            "WEBTRAFFIC_KAFKA_SASL_PASSWORD": "s3cr3t-value",
+            "WEBTRAFFIC_CHECKPOINT_ROOT": "/Volumes/main/webtraffic/checkpoints",
+            "WEBTRAFFIC_CATALOG": "main",
+        }
+    )
+    assert s.kafka.security_protocol == "SASL_SSL"
+    config = s.kafka.client_config()
+    assert config["sasl.username"] == "api-key"
+    assert config["sasl.password"] == "s3cr3t-value"
+    assert "s3cr3t-value" in s.kafka.spark_options()["kafka.sasl.jaas.config"]
+    # Neither the settings nor the secret print the credential.
+    assert "s3cr3t-value" not in repr(s)
+    assert "s3cr3t-value" not in str(s.kafka)
+    assert "s3cr3t-value" not in f"{Secret('s3cr3t-value')}"
+    assert s.catalog_name == "main"
