@@ -169,7 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--variables", action="store_true", help="list the environment variables read"
     )
     p_settings.set_defaults(handler=_cmd_settings)
+
+    # Feature packages add their own commands; each module exposes register(subparsers).
+    for register in _feature_commands():
+        register(sub)
     return parser
+
+
+def _feature_commands() -> list[Callable[[Any], None]]:
+    """Returns the ``register(subparsers)`` functions of the feature packages.
+
+    A registered command sets ``handler(args, settings) -> int`` like the built-in ones and
+    imports its heavy dependencies inside the handler, so ``webtraffic --help`` stays fast.
+    """
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
