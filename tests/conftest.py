@@ -8,6 +8,7 @@ tests, in CLI subprocesses and in DAG tasks alike — describes this test stack.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -51,6 +52,8 @@ def _configure_test_environment() -> Settings:
 
 
 TEST_SETTINGS = _configure_test_environment()
+# py4j logs from __del__ at interpreter exit, after pytest closed its capture streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
