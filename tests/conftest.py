@@ -1,9 +1,10 @@
 """Session fixtures on the real components: one Kafka broker and one SparkSession per run.
 
-The tests get a stack of their own: state under ``<state>/test`` (wiped at the start of each
-run), a broker on free ports, so a running ``make run`` stack is never touched. The environment
-is set before anything imports Airflow or reads settings, so ``Settings.from_env()`` — in the
-tests, in CLI subprocesses and in DAG tasks alike — describes this test stack.
+The tests get a stack of their own: state under ``<state>/test/run-<pid>`` (removed by a later
+run once this one has ended) and a broker on free ports, so a running ``make run`` stack is never
+touched. The environment is set before anything imports Airflow or reads settings, so
+``Settings.from_env()`` — in the tests, in CLI subprocesses and in DAG tasks alike — describes
+this test stack.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from webtraffic.processes import free_port
+from webtraffic.processes import free_port, pid_alive
 from webtraffic.settings import PROJECT_ROOT, Settings
 
 
 def _configure_test_environment() -> Settings:
     base = Settings.from_env()
-    state = base.state_dir / "test"
-    if state.exists():
-        shutil.rmtree(state)
-    state.mkdir(parents=True)
+    # One folder per pytest process, so concurrent runs never share a broker's data; folders
+    # of runs that have ended are removed.
+    runs = base.state_dir / "test"
+    runs.mkdir(parents=True, exist_ok=True)
+    for old in runs.glob("run-*"):
+        if not pid_alive(int(old.name.removeprefix("run-"))):
+            shutil.rmtree(old, ignore_errors=True)
+    state = runs / f"run-{os.getpid()}"
+    state.mkdir()
     port = free_port()
     controller_port = free_port()
     while controller_port == port:

@@ -183,8 +183,9 @@ def _feature_commands() -> list[Callable[[Any], None]]:
     imports its heavy dependencies inside the handler, so ``webtraffic --help`` stays fast.
     """
     from webtraffic.geo import cli as geo_cli
+    from webtraffic.simulator import cli as simulator_cli
 
-    return [geo_cli.register]
+    return [simulator_cli.register, geo_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
