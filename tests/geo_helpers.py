@@ -15,9 +15,20 @@ from webtraffic.geo.bogons import classify, parse_ip
 from webtraffic.geo.offline import IPV4_FILE, OfflineGeoDB
 from webtraffic.settings import GeoSettings, Secret
 
-# conftest points the state at <state>/test (wiped each run); `make setup` puts the database in
-# <state>/geo, unless WEBTRAFFIC_GEO_DB_DIR says otherwise.
-GEO_DB_DIR = Path(os.environ.get("WEBTRAFFIC_GEO_DB_DIR") or TEST_SETTINGS.state_dir.parent / "geo")
+
+def _find_geo_db_dir() -> Path:
+    # conftest points the state at a folder below <state>/test; `make setup` puts the database in
+    # <state>/geo, unless WEBTRAFFIC_GEO_DB_DIR says otherwise.
+    configured = os.environ.get("WEBTRAFFIC_GEO_DB_DIR")
+    if configured:
+        return Path(configured)
+    for folder in TEST_SETTINGS.state_dir.parents:
+        if (folder / "geo" / IPV4_FILE).is_file():
+            return folder / "geo"
+    return TEST_SETTINGS.state_dir.parent / "geo"
+
+
+GEO_DB_DIR = _find_geo_db_dir()
 TOKEN = "test-token-7f3a"
 
 
