@@ -42,6 +42,8 @@ def _configure_test_environment() -> Settings:
             "WEBTRAFFIC_PROFILE": "local",
             "WEBTRAFFIC_STATE_DIR": str(state),
             "WEBTRAFFIC_JARS_DIR": str(base.jars_dir),
+            # Fetched data the test stack reuses from the real state folder.
+            "WEBTRAFFIC_GEO_DB_DIR": str(base.geo.offline_dir),
             "WEBTRAFFIC_KAFKA_PORT": str(port),
             "WEBTRAFFIC_KAFKA_CONTROLLER_PORT": str(controller_port),
             "WEBTRAFFIC_SPARK_MASTER": "local[2]",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -15,20 +13,8 @@ from webtraffic.geo.bogons import classify, parse_ip
 from webtraffic.geo.offline import IPV4_FILE, OfflineGeoDB
 from webtraffic.settings import GeoSettings, Secret
 
-
-def _find_geo_db_dir() -> Path:
-    # conftest points the state at a folder below <state>/test; `make setup` puts the database in
-    # <state>/geo, unless WEBTRAFFIC_GEO_DB_DIR says otherwise.
-    configured = os.environ.get("WEBTRAFFIC_GEO_DB_DIR")
-    if configured:
-        return Path(configured)
-    for folder in TEST_SETTINGS.state_dir.parents:
-        if (folder / "geo" / IPV4_FILE).is_file():
-            return folder / "geo"
-    return TEST_SETTINGS.state_dir.parent / "geo"
-
-
-GEO_DB_DIR = _find_geo_db_dir()
+# conftest points the test stack at the database `make setup` fetched into <state>/geo.
+GEO_DB_DIR = TEST_SETTINGS.geo.offline_dir
 TOKEN = "test-token-7f3a"
 
 
