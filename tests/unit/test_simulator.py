@@ -188,3 +188,32 @@ def test_ledger_round_trip(tmp_path, suffix):
     path = tmp_path / f"ledger{suffix}"
     write_ledger(rows, path)
     assert read_ledger(path) == rows
+
+
+def test_visitor_json_is_what_json_dumps_gives():
+    from webtraffic.simulator.traffic import (
+        TrafficModel,
+        TrafficProfile,
+        _const_json,
+        _const_json_reference,
+    )
+
+    model = TrafficModel(5, TrafficProfile())
+    for _ in range(2000):
+        visitor = model.new_visitor()
+        assert _const_json(visitor) == _const_json_reference(visitor)
+
+
+def test_page_views_come_in_nominal_time_order_from_the_start():
+    from webtraffic.simulator.traffic import TrafficModel, TrafficProfile
+
+    model = TrafficModel(5, TrafficProfile())
+    start_ms = int(START.timestamp() * 1000)
+    last, seen = start_ms, 0
+    for views in model.view_chunks(start_ms, 5.0, warmup_ms=600_000, chunk_ms=10_000):
+        assert views.nominal_ms[0] >= last
+        assert (views.nominal_ms[1:] >= views.nominal_ms[:-1]).all()
+        last = int(views.nominal_ms[-1])
+        seen += len(views.nominal_ms)
+        if seen > 5000:
+            break

@@ -7,7 +7,7 @@ Written as Parquet (``.parquet``) or JSON lines (any other suffix). Times are ep
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,40 @@ def write_ledger(rows: Iterable[dict[str, Any]], path: Path) -> int:
     Returns:
         The number of rows written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
+    return write_ledger_columns(
+        {name: [row.get(name) for row in rows] for name in LEDGER_COLUMNS}, path
+    )
+
+
+def write_ledger_columns(columns: Mapping[str, Sequence[Any]], path: Path) -> int:
+    """Writes a ledger given as columns (one list per ledger column, in send order).
+
+    Returns:
+        The number of rows written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(columns["seq"])
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        columns = {name: [row.get(name) for row in rows] for name in LEDGER_COLUMNS}
-        pq.write_table(pa.table(columns), path)
+        table = pa.table({name: pa.array(columns[name]) for name in LEDGER_COLUMNS})
+        pq.write_table(table, path)
     else:
         with path.open("w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps({k: row.get(k) for k in LEDGER_COLUMNS}) + "\n")
-    return len(rows)
+            for row in rows_from_columns(columns):
+                out.write(json.dumps(row) + "\n")
+    return n
+
+
+def rows_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Ledger rows as dicts (``LEDGER_COLUMNS`` order) from the ledger's columns."""
+    names = list(LEDGER_COLUMNS)
+    return [
+        dict(zip(names, values, strict=True))
+        for values in zip(*(columns[n] for n in names), strict=True)
+    ]
 
 
 def read_ledger(path: Path | str) -> list[dict[str, Any]]:

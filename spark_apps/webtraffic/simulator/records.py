@@ -6,17 +6,19 @@ the record's ledger fields, so the ledger is the ground truth of what was sent a
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
+import heapq
 import json
-import math
-import random
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from webtraffic.contract import MAX_PAYLOAD_BYTES, REASON_CODES, fingerprint
-from webtraffic.simulator.traffic import PageView
+import numpy as np
+
+from webtraffic.contract import MAX_PAYLOAD_BYTES, REASON_CODES
+from webtraffic.simulator.traffic import EVENT_TYPES, EXTRA_JSON, TZ_SUFFIX, TrafficModel, Views
 
 MALFORMED_KINDS: tuple[str, ...] = REASON_CODES
 
@@ -53,30 +55,6 @@ class Imperfections:
             raise ValueError("late delays must be positive")
 
 
-@dataclass(slots=True)
-class Record:
-    """One Kafka record and its ledger facts."""
-
-    key: bytes
-    value: bytes
-    event_id: str
-    valid: bool
-    reason: str | None
-    nominal_ms: int
-    event_time_ms: int | None
-    late_by_ms: int
-    visitor_key: str
-    host: str
-    path: str
-    event_type: str
-    is_bot: bool
-    device_class: str
-    ip: str
-    out_of_order: bool = False
-    duplicate_of: int | None = None
-    seq: int = -1
-
-
 _SECOND_CACHE: dict[int, tuple[int, str, str]] = {}
 
 
@@ -97,127 +75,194 @@ def _encode(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+@dataclass
+class Sent:
+    """What was sent, one entry per record in send order (``seq`` is the index)."""
+
+    event_id: list[str] = field(default_factory=list)
+    reason: list[str | None] = field(default_factory=list)
+    duplicate_of: list[int | None] = field(default_factory=list)
+    late_by_ms: list[int] = field(default_factory=list)
+    out_of_order: list[bool] = field(default_factory=list)
+    send_ms: list[int] = field(default_factory=list)
+    event_time_ms: list[int | None] = field(default_factory=list)
+    visitor: list[int] = field(default_factory=list)
+    page: list[int] = field(default_factory=list)
+    event_type: list[int] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+
+
 class RecordStream:
     """Turns page views into records in send order, applying the imperfections.
 
+    The imperfection decisions, late delays, event ids and event-time texts are drawn in bulk
+    per time slice; the loop per record only assembles bytes and sends them. Held-back records
+    (out of order) and a retrying producer's copies (duplicates) wait in a heap keyed by the
+    number of records emitted when they are due.
+
     Args:
-        page_views: Page views in nominal-time order.
-        rng: The simulator's seeded random source.
+        model: The traffic model (its visitor and page tables).
+        chunks: Page views in nominal-time order, a time slice at a time.
         imperfections: Rates of each imperfection.
-        clock: Maps a page view's nominal time to the time it is sent (epoch ms); in real-time
-            mode it waits for that moment and returns the actual time.
+        realtime: Wait for each record's nominal time and use the clock as its send time.
     """
 
     def __init__(
         self,
-        page_views: Iterator[PageView],
-        rng: random.Random,
+        model: TrafficModel,
+        chunks: Iterator[Views],
         imperfections: Imperfections,
-        clock: Callable[[int], int],
+        realtime: bool = False,
     ) -> None:
-        self.page_views = page_views
-        self.rng = rng
+        self.model = model
+        self.chunks = chunks
+        self.rng = model.rng
+        self.np_rng = model.np_rng
         self.imp = imperfections
-        self.clock = clock
-        self._held: list[tuple[int, int, Record]] = []  # (release after n emitted, tie, record)
-        self._emitted = 0
-        self._tie = 0
+        self.realtime = realtime
 
-    def records(self, stop: Callable[[int, int], bool]) -> Iterator[Record]:
-        """Yields records in send order until ``stop(records_emitted, nominal_ms)`` is true.
+    def run(
+        self,
+        send: Callable[[bytes, bytes], None],
+        limit: int | None = None,
+        end_ms: int | None = None,
+        tick: Callable[[int], None] | None = None,
+    ) -> Sent:
+        """Sends records until ``limit`` records went out or nominal time reaches ``end_ms``.
 
-        Sequence numbers (send order) are assigned here. Records still held back when the
-        stream ends go out last, as long as ``stop`` allows.
+        Records still held back at the end are not sent (a stop is a stop).
+
+        Returns:
+            What was sent, in send order.
         """
-        for record in self._send_order(stop):
-            if stop(self._emitted, record.nominal_ms):
-                return
-            record.seq = self._emitted
-            self._emitted += 1
-            yield record
-            if (
-                record.valid
-                and record.duplicate_of is None
-                and self.imp.duplicate_rate
-                and self.rng.random() < self.imp.duplicate_rate
-            ):
-                # A retrying producer: the same bytes again, shortly after.
-                copy = dataclasses.replace(
-                    record, duplicate_of=record.seq, seq=-1, out_of_order=False
-                )
-                self._hold(copy, self.rng.randint(0, 3))
-
-    def _send_order(self, stop: Callable[[int, int], bool]) -> Iterator[Record]:
-        for view in self.page_views:
-            if stop(self._emitted, view.nominal_ms):
-                break
-            yield from self._due()
-            record = self._render(view)
-            if self.imp.out_of_order_rate and self.rng.random() < self.imp.out_of_order_rate:
-                record.out_of_order = True
-                self._hold(record, self.rng.randint(1, self.imp.out_of_order_max_records))
-            else:
-                yield record
-        while self._held:
-            self._held.sort(key=lambda h: (h[0], h[1]))
-            yield self._held.pop(0)[2]
-
-    def _hold(self, record: Record, after: int) -> None:
-        self._tie += 1
-        self._held.append((self._emitted + after, self._tie, record))
-
-    def _due(self) -> Iterator[Record]:
-        while True:
-            due = [h for h in self._held if h[0] <= self._emitted]
-            if not due:
-                return
-            first = min(due, key=lambda h: (h[0], h[1]))
-            self._held.remove(first)
-            yield first[2]
-
-    # --- rendering -------------------------------------------------------------------------
-
-    def _render(self, view: PageView) -> Record:
-        rng, imp = self.rng, self.imp
-        visitor = view.visitor
-        sent_ms = self.clock(view.nominal_ms)
-        late_by = 0
-        if imp.late_rate and rng.random() < imp.late_rate:
-            delay_s = rng.lognormvariate(math.log(imp.late_median_s), imp.late_sigma)
-            late_by = int(min(delay_s, imp.late_max_s) * 1000)
-        event_ms = sent_ms - late_by
-        event_time = format_event_time(event_ms, visitor.tz_offset_min)
-        event_id = f"{rng.getrandbits(128):032x}" if visitor.rich_tracker else None
-        record = Record(
-            key=visitor.key.encode(),
-            value=b"",
-            event_id="",
-            valid=True,
-            reason=None,
-            nominal_ms=sent_ms,
-            event_time_ms=event_ms,
-            late_by_ms=late_by,
-            visitor_key=visitor.key,
-            host=visitor.site.host,
-            path=view.path,
-            event_type=view.event_type,
-            is_bot=visitor.is_bot,
-            device_class=visitor.device_class,
-            ip=visitor.ip,
+        imp, np_rng = self.imp, self.np_rng
+        sent = Sent()
+        ids, reasons, dups, lates, ooos = (
+            sent.event_id,
+            sent.reason,
+            sent.duplicate_of,
+            sent.late_by_ms,
+            sent.out_of_order,
         )
-        if imp.malformed_rate and rng.random() < imp.malformed_rate:
-            kind = rng.choice(imp.malformed_kinds)
-            payload = view.payload()
-            payload["event_time"] = event_time
-            if event_id is not None:
-                payload["event_id"] = event_id
-            record.value, record.event_time_ms = self._malformed(kind, payload, event_ms)
-            record.valid, record.reason = False, kind
-            record.event_id = fingerprint(record.value)
-            return record
-        record.value = view.encode(event_time, event_id)
-        record.event_id = event_id or fingerprint(record.value)
-        return record
+        sends, etimes, visitors, pages, types, sizes = (
+            sent.send_ms,
+            sent.event_time_ms,
+            sent.visitor,
+            sent.page,
+            sent.event_type,
+            sent.size,
+        )
+        m = self.model
+        v_const, v_key, v_rich, v_tz = m.v_const, m.v_key, m.v_rich, m.v_tz
+        type_json = [',"event_type":"' + t + '"' for t in EVENT_TYPES]
+        limit = limit if limit is not None else 2**62
+        end_ms = end_ms if end_ms is not None else 2**62
+        held: list[tuple[int, int, tuple[Any, ...]]] = []
+        tie = 0
+        emitted = 0
+        kinds = imp.malformed_kinds
+        sha256 = hashlib.sha256
+
+        def emit(key: bytes, value: bytes, facts: tuple[Any, ...], dup_after: int) -> None:
+            nonlocal emitted, tie
+            send(key, value)
+            (event_id, reason, dup_of, late, ooo, send_ms, event_ms, vi, pg, et) = facts
+            ids.append(event_id)
+            reasons.append(reason)
+            dups.append(dup_of)
+            lates.append(late)
+            ooos.append(ooo)
+            sends.append(send_ms)
+            etimes.append(event_ms)
+            visitors.append(vi)
+            pages.append(pg)
+            types.append(et)
+            sizes.append(len(value))
+            seq = emitted
+            emitted += 1
+            if dup_after >= 0:
+                # A retrying producer: the same bytes again, shortly after.
+                copy = (event_id, None, seq, late, False, send_ms, event_ms, vi, pg, et)
+                tie += 1
+                heapq.heappush(held, (emitted + dup_after, tie, (key, value, copy, -1)))
+            if tick is not None and emitted % 1000 == 0:
+                tick(emitted)
+
+        for views in self.chunks:
+            n = len(views.nominal_ms)
+            nominal = views.nominal_ms
+            late_ms = np.zeros(n, dtype=np.int64)
+            if imp.late_rate:
+                late = np_rng.random(n) < imp.late_rate
+                delay = np_rng.lognormal(np.log(imp.late_median_s), imp.late_sigma, int(late.sum()))
+                late_ms[late] = (np.minimum(delay, imp.late_max_s) * 1000).astype(np.int64)
+            hold_for = np.zeros(n, dtype=np.int64)
+            if imp.out_of_order_rate:
+                ooo = np_rng.random(n) < imp.out_of_order_rate
+                hold_for[ooo] = np_rng.integers(1, imp.out_of_order_max_records + 1, int(ooo.sum()))
+            dup_after = np.full(n, -1, dtype=np.int64)
+            if imp.duplicate_rate:
+                dup = np_rng.random(n) < imp.duplicate_rate
+                dup_after[dup] = np_rng.integers(0, 4, int(dup.sum()))
+            bad = np.full(n, -1, dtype=np.int64)
+            if imp.malformed_rate:
+                mal = np_rng.random(n) < imp.malformed_rate
+                bad[mal] = np_rng.integers(0, len(kinds), int(mal.sum()))
+            hex_ids = np_rng.bytes(16 * n).hex()
+            vis = views.visitor
+            tz = np.asarray(v_tz, dtype=np.int64)[vis]
+            event_ms_all = nominal - late_ms
+            if self.realtime:
+                texts: list[str] = [""] * n
+            else:
+                local = (event_ms_all + tz * 60_000).astype("datetime64[ms]")
+                texts = np.datetime_as_string(local, unit="ms").tolist()
+            for i, (t, vi, pg, url, ref, et, ex, late, hold, dup_i, bad_i) in enumerate(
+                zip(
+                    nominal.tolist(), vis.tolist(), views.page.tolist(), views.url.tolist(),
+                    views.referrer.tolist(), views.event_type.tolist(), views.extra.tolist(),
+                    late_ms.tolist(), hold_for.tolist(), dup_after.tolist(), bad.tolist(),
+                    strict=True,
+                )
+            ):  # fmt: skip
+                while held and held[0][0] <= emitted:
+                    emit(*heapq.heappop(held)[2])
+                if emitted >= limit or t >= end_ms:
+                    return sent
+                offset = v_tz[vi]
+                if self.realtime:
+                    t = _realtime_clock(t)
+                    event_ms = t - late
+                    event_time = format_event_time(event_ms, offset)
+                else:
+                    event_ms = t - late
+                    event_time = texts[i] + TZ_SUFFIX[offset]
+                rich = v_rich[vi]
+                if rich:
+                    event_id = hex_ids[32 * i : 32 * i + 32]
+                    tail = f'{type_json[et]},"event_id":"{event_id}"{EXTRA_JSON[ex]}'
+                else:
+                    event_id = None
+                    tail = ""
+                value = (
+                    f'{{"url":{url},"referrer":{ref}{v_const[vi]}{tail},'
+                    f'"event_time":"{event_time}"}}'
+                ).encode()
+                reason = None
+                if bad_i >= 0:
+                    reason = kinds[bad_i]
+                    value, event_ms = self._malformed(reason, json.loads(value), event_ms)
+                    event_id = sha256(value).hexdigest()
+                    dup_i = -1
+                elif event_id is None:
+                    event_id = sha256(value).hexdigest()
+                facts = (event_id, reason, None, late, hold > 0, t, event_ms, vi, pg, et)
+                if hold:
+                    tie += 1
+                    heapq.heappush(held, (emitted + hold, tie, (v_key[vi], value, facts, dup_i)))
+                else:
+                    emit(v_key[vi], value, facts, dup_i)
+        return sent
 
     def _malformed(
         self, kind: str, payload: dict[str, Any], event_ms: int
@@ -291,3 +336,11 @@ class RecordStream:
             )
             return _encode(bad), event_ms
         raise ValueError(f"unknown malformed kind {kind!r}")
+
+
+def _realtime_clock(nominal_ms: int) -> int:
+    """Waits until the nominal send time and returns the actual time (epoch ms)."""
+    delay = nominal_ms / 1000 - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    return int(time.time() * 1000)

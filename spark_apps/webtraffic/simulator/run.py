@@ -13,24 +13,31 @@ whose validity verdicts come from the reference classifier in ``oracle.py``.
 
 from __future__ import annotations
 
-import functools
 import json
-import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+import uuid
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from webtraffic.contract import MAX_FUTURE_SKEW, fingerprint, visitor_key
 from webtraffic.errors import WebtrafficError
 from webtraffic.settings import Settings
 from webtraffic.simulator import oracle
-from webtraffic.simulator.ledger import write_ledger
-from webtraffic.simulator.records import Imperfections, Record, RecordStream
-from webtraffic.simulator.traffic import TrafficModel, TrafficProfile
+from webtraffic.simulator.ledger import (
+    LEDGER_COLUMNS,
+    rows_from_columns,
+    write_ledger,
+    write_ledger_columns,
+)
+from webtraffic.simulator.records import Imperfections, RecordStream, Sent
+from webtraffic.simulator.traffic import EVENT_TYPES, TrafficModel, TrafficProfile
 
 
 @dataclass
@@ -104,18 +111,29 @@ class Progress:
 
 
 class KafkaSink:
-    """Produces records to a topic with an idempotent producer (no duplicates of its own)."""
+    """Produces records to a topic with an idempotent producer (no duplicates of its own).
+
+    No per-message delivery callback (it costs more than the produce call): the sink picks each
+    record's partition itself from its key (CRC32 modulo the partition count, librdkafka's own
+    ``consistent_random`` rule, so one key always lands in one partition), stamps the record's
+    timestamp itself, and asks for delivery reports of failures only. After the final flush the
+    offsets follow from each partition's end offsets before and after the run: an idempotent
+    producer appends in produce order per partition, so the k-th record sent to partition p sits
+    at ``start[p] + k``. When another producer wrote to the same partitions meanwhile (the end
+    moved by more than this sink sent), the sink reads the range back and finds its records in
+    order, so the ledger's coordinates stay exact either way.
+    """
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import Consumer, Producer
 
         self.topic = topic or settings.kafka.topic
         self.name = f"kafka topic {self.topic}"
-        self._deliveries: dict[int, tuple[int, int, int]] = {}
         self._errors: list[str] = []
+        config = settings.kafka.client_config()
         self._producer = Producer(
             {
-                **settings.kafka.client_config(),
+                **config,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 20,
@@ -125,46 +143,146 @@ class KafkaSink:
                 "queue.buffering.max.messages": 1_000_000,
                 "queue.buffering.max.kbytes": 1_048_576,
                 "message.max.bytes": 1_000_000,
+                "delivery.report.only.error": True,
+                "on_delivery": self._failed,
             }
         )
-        self._sent = 0
+        self._consumer = Consumer(
+            {**config, "group.id": f"webtraffic-simulator-{uuid.uuid4().hex}",
+             "enable.auto.commit": False}
+        )  # fmt: skip
+        metadata = self._producer.list_topics(self.topic, timeout=30)
+        topic_meta = metadata.topics.get(self.topic)
+        if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
+            reason = topic_meta.error if topic_meta is not None else "not found"
+            raise WebtrafficError(f"Kafka topic {self.topic} is not available ({reason})")
+        self.partitions = len(topic_meta.partitions)
+        self._start = self._ends()
+        self._partition_of: dict[bytes | None, int] = {}
+        self._sent_partition: list[int] = []
+        self._sent_ts: list[int] = []
+        self._keys: list[bytes | None] = []
+        self._sizes: list[int] = []
+        self._unkeyed = 0
 
-    def _delivered(self, seq: int, err: Any, msg: Any) -> None:
+    def _failed(self, err: Any, msg: Any) -> None:
         if err is not None:
             self._errors.append(str(err))
-            return
-        self._deliveries[seq] = (msg.partition(), msg.offset(), msg.timestamp()[1])
 
-    def send(self, seq: int, key: bytes | None, value: bytes) -> None:
+    def _ends(self) -> list[int]:
+        from confluent_kafka import TopicPartition
+
+        return [
+            self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
+            for p in range(self.partitions)
+        ]
+
+    def send(self, key: bytes | None, value: bytes) -> None:
         """Queues one record; blocks briefly when the local queue is full."""
-        callback = functools.partial(self._delivered, seq)
+        partition = self._partition_of.get(key)
+        if partition is None:
+            if key is None:
+                partition = self._unkeyed % self.partitions
+                self._unkeyed += 1
+            else:
+                partition = zlib.crc32(key) % self.partitions
+                self._partition_of[key] = partition
+        timestamp = int(time.time() * 1000)
+        produce = self._producer.produce
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, on_delivery=callback)
+                produce(self.topic, value, key, partition, timestamp=timestamp)
                 break
             except BufferError:
                 self._producer.poll(0.05)
-        self._sent += 1
-        if self._sent % 2000 == 0:
+        self._sent_partition.append(partition)
+        self._sent_ts.append(timestamp)
+        self._keys.append(key)
+        self._sizes.append(len(value))
+        if len(self._sent_ts) % 10_000 == 0:
             self._producer.poll(0)
 
-    def close(self, timeout: float = 60.0) -> dict[int, tuple[int, int, int]]:
-        """Waits for every delivery report.
+    def close(self, timeout: float = 60.0) -> Coordinates:
+        """Waits for every delivery, then works out where each record landed.
 
         Returns:
-            ``{seq: (partition, offset, kafka timestamp ms)}``.
+            Partition, offset and Kafka timestamp of each record, in send order.
 
         Raises:
             WebtrafficError: Some records were not delivered.
         """
-        remaining = self._producer.flush(timeout)
-        if remaining or self._errors:
-            first = self._errors[0] if self._errors else "timed out"
+        try:
+            remaining = self._producer.flush(timeout)
+            if remaining or self._errors:
+                first = self._errors[0] if self._errors else "timed out"
+                raise WebtrafficError(
+                    f"{remaining + len(self._errors)} records were not delivered to "
+                    f"{self.topic} ({first})"
+                )
+            return self._coordinates()
+        finally:
+            self._consumer.close()
+            # The producer holds this sink's error callback: drop it, or the cycle keeps a
+            # client alive (and reconnecting) after the run.
+            del self._producer
+
+    def _coordinates(self) -> Coordinates:
+        counts = [0] * self.partitions
+        for partition in self._sent_partition:
+            counts[partition] += 1
+        ends = self._ends()
+        for _ in range(50):  # the high watermark can trail the last acknowledgement briefly
+            if all(e - s >= c for s, e, c in zip(self._start, ends, counts, strict=True)):
+                break
+            time.sleep(0.1)
+            ends = self._ends()
+        offsets: list[int] = [0] * len(self._sent_partition)
+        for partition in range(self.partitions):
+            mine = [i for i, p in enumerate(self._sent_partition) if p == partition]
+            start, end = self._start[partition], ends[partition]
+            if end - start == len(mine):
+                for k, i in enumerate(mine):
+                    offsets[i] = start + k
+            else:
+                found = self._read_back(partition, start, end, mine)
+                for i, offset in zip(mine, found, strict=True):
+                    offsets[i] = offset
+        return Coordinates(self._sent_partition, offsets, self._sent_ts)
+
+    def _read_back(self, partition: int, start: int, end: int, mine: list[int]) -> list[int]:
+        """Offsets of this sink's records in ``[start, end)`` of a partition others wrote to too.
+
+        Matches key, value size and timestamp in order (the idempotent producer keeps its
+        order; the values themselves are not kept, a run can send gigabytes).
+        """
+        from confluent_kafka import TopicPartition
+
+        self._consumer.assign([TopicPartition(self.topic, partition, start)])
+        found: list[int] = []
+        want = 0
+        deadline = time.monotonic() + 120
+        position = start
+        while position < end and want < len(mine) and time.monotonic() < deadline:
+            for msg in self._consumer.consume(num_messages=5000, timeout=1.0):
+                if msg.error():
+                    continue
+                position = msg.offset() + 1
+                if want < len(mine):
+                    i = mine[want]
+                    if (
+                        msg.key() == self._keys[i]
+                        and len(msg.value()) == self._sizes[i]
+                        and msg.timestamp()[1] == self._sent_ts[i]
+                    ):
+                        found.append(msg.offset())
+                        want += 1
+        self._consumer.unassign()
+        if len(found) != len(mine):
             raise WebtrafficError(
-                f"{remaining + len(self._errors)} records were not delivered to {self.topic} "
-                f"({first})"
+                f"could not find {len(mine) - len(found)} of this run's records in "
+                f"{self.topic} partition {partition} between offsets {start} and {end}"
             )
-        return self._deliveries
+        return found
 
 
 class FileSink:
@@ -173,17 +291,25 @@ class FileSink:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.name = f"file {path}"
-        self._file = path.open("wb")
+        self._file = path.open("wb", buffering=1 << 20)
 
-    def send(self, seq: int, key: bytes | None, value: bytes) -> None:
+    def send(self, key: bytes | None, value: bytes) -> None:
         """Appends the value and a newline (values never contain a raw newline)."""
-        del seq, key
+        del key
         self._file.write(value + b"\n")
 
-    def close(self) -> dict[int, tuple[int, int, int]]:
+    def close(self) -> None:
         """Closes the file; a file has no Kafka coordinates."""
         self._file.close()
-        return {}
+
+
+@dataclass
+class Coordinates:
+    """Where each record landed in Kafka, in send order."""
+
+    partition: list[int]
+    offset: list[int]
+    timestamp_ms: list[int]
 
 
 Sink = KafkaSink | FileSink
@@ -192,57 +318,87 @@ Sink = KafkaSink | FileSink
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _ledger_row(record: Record, delivery: tuple[int, int, int] | None) -> dict[str, Any]:
-    partition, offset, kafka_ts = delivery if delivery else (None, None, None)
-    valid, reason = record.valid, record.reason
-    # The contract measures the future against the Kafka timestamp: honour it for every record.
-    if (
-        valid
-        and kafka_ts is not None
-        and record.event_time_ms is not None
-        and record.event_time_ms > kafka_ts + MAX_FUTURE_SKEW.total_seconds() * 1000
-    ):
-        valid, reason = False, "future_event_time"
-    return {
-        "seq": record.seq,
-        "event_id": record.event_id,
-        "valid": valid,
+def _ledger_columns(
+    model: TrafficModel, sent: Sent, coordinates: Coordinates | None
+) -> dict[str, list[Any]]:
+    """The ledger as columns (``LEDGER_COLUMNS`` order), one entry per record in send order."""
+    n = len(sent.event_id)
+    if coordinates is not None:
+        partition: list[Any] = coordinates.partition
+        offset: list[Any] = coordinates.offset
+        kafka_ts: list[Any] = coordinates.timestamp_ms
+    else:
+        partition = offset = kafka_ts = [None] * n
+    reason = sent.reason
+    if coordinates is not None:
+        # The contract measures the future against the Kafka timestamp: honour it for every
+        # record (a run whose --start lies over an hour ahead of the clock).
+        skew = MAX_FUTURE_SKEW.total_seconds() * 1000
+        limit = np.asarray(kafka_ts, dtype=np.float64) + skew
+        event_ms = np.asarray(
+            [-(2**62) if t is None else t for t in sent.event_time_ms], dtype=np.float64
+        )
+        future = np.flatnonzero(event_ms > limit).tolist()
+        if future:
+            reason = list(reason)
+            for i in future:
+                if reason[i] is None:
+                    reason[i] = "future_event_time"
+    visitors = model.visitors
+
+    def per_visitor(values: list[Any]) -> list[Any]:
+        return list(map(values.__getitem__, sent.visitor))
+
+    keys = per_visitor([v.key for v in visitors])
+    columns: dict[str, list[Any]] = {
+        "seq": list(range(n)),
+        "event_id": sent.event_id,
+        "valid": [r is None for r in reason],
         "reason": reason,
-        "duplicate_of": record.duplicate_of,
-        "late_by_ms": record.late_by_ms,
-        "out_of_order": record.out_of_order,
+        "duplicate_of": sent.duplicate_of,
+        "late_by_ms": sent.late_by_ms,
+        "out_of_order": sent.out_of_order,
         "partition": partition,
         "offset": offset,
         "kafka_ts_ms": kafka_ts,
-        "send_ms": record.nominal_ms,
-        "event_time_ms": record.event_time_ms,
-        "visitor_key": record.visitor_key,
-        "key": record.key.decode(),
-        "host": record.host,
-        "path": record.path,
-        "event_type": record.event_type,
-        "is_bot": record.is_bot,
-        "device_class": record.device_class,
-        "ip": record.ip,
-        "size": len(record.value),
+        "send_ms": sent.send_ms,
+        "event_time_ms": sent.event_time_ms,
+        "visitor_key": keys,
+        "key": keys,
+        "host": per_visitor([v.site.host for v in visitors]),
+        "path": list(map(model.paths.__getitem__, sent.page)),
+        "event_type": list(map(EVENT_TYPES.__getitem__, sent.event_type)),
+        "is_bot": per_visitor([v.is_bot for v in visitors]),
+        "device_class": per_visitor([v.device_class for v in visitors]),
+        "ip": per_visitor([v.ip for v in visitors]),
+        "size": sent.size,
     }
+    return columns
 
 
-def _summarise(rows: list[dict[str, Any]], summary: SimulationSummary) -> None:
-    summary.records = len(rows)
-    summary.valid_unique = len(oracle.valid_unique(rows))
-    summary.malformed = sum(1 for r in rows if not r["valid"])
-    summary.duplicates = sum(1 for r in rows if r["duplicate_of"] is not None)
-    originals = [r for r in rows if r["duplicate_of"] is None]
-    summary.late = sum(1 for r in originals if r["late_by_ms"] > 0)
-    summary.late_beyond_watermark = sum(
-        1 for r in originals if r["late_by_ms"] > oracle.WATERMARK_DELAY_MS
-    )
-    summary.out_of_order = sum(1 for r in rows if r["out_of_order"])
+def _summarise(columns: dict[str, list[Any]], summary: SimulationSummary) -> None:
+    summary.records = len(columns["seq"])
+    seen: set[str] = set()
+    for event_id, valid, dup in zip(
+        columns["event_id"], columns["valid"], columns["duplicate_of"], strict=True
+    ):
+        if valid and dup is None and event_id not in seen:
+            seen.add(event_id)
+    summary.valid_unique = len(seen)
+    summary.malformed = columns["valid"].count(False)
+    summary.duplicates = len(columns["duplicate_of"]) - columns["duplicate_of"].count(None)
+    late = [
+        lateness
+        for lateness, dup in zip(columns["late_by_ms"], columns["duplicate_of"], strict=True)
+        if dup is None and lateness > 0
+    ]
+    summary.late = len(late)
+    summary.late_beyond_watermark = sum(1 for d in late if d > oracle.WATERMARK_DELAY_MS)
+    summary.out_of_order = columns["out_of_order"].count(True)
     reasons: dict[str, int] = {}
-    for r in rows:
-        if r["reason"]:
-            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    for reason in columns["reason"]:
+        if reason:
+            reasons[reason] = reasons.get(reason, 0) + 1
     summary.reasons = dict(sorted(reasons.items()))
 
 
@@ -259,11 +415,13 @@ def simulate(
     imperfections: Imperfections | None = None,
     ledger_path: Path | None = None,
     progress: bool | None = None,
+    rows: bool = True,
 ) -> tuple[SimulationSummary, list[dict[str, Any]]]:
     """Generates traffic into ``sink`` and writes the ledger.
 
     Give either ``events`` (as fast as possible over ``span_s`` from ``start``) or ``rate`` and
-    ``duration_s`` (real time, starting now).
+    ``duration_s`` (real time, starting now). ``rows=False`` returns an empty list instead of
+    the ledger rows as dicts (large runs that only need the ledger file).
 
     Returns:
         The summary and the ledger rows (send order).
@@ -274,10 +432,11 @@ def simulate(
     profile = profile or TrafficProfile()
     imperfections = imperfections or Imperfections()
     imperfections.validate()
-    rng = random.Random(seed)
-    model = TrafficModel(rng, profile)
+    model = TrafficModel(seed, profile)
     per_visit = model.expected_events_per_visit()
 
+    limit: int | None = None
+    end_ms: int | None = None
     if events is not None:
         if events < 1 or span_s <= 0:
             raise ValueError("--events must be at least 1 and --span positive")
@@ -286,51 +445,40 @@ def simulate(
         start = start or datetime.fromtimestamp((time.time() // 60) * 60 - span_s, UTC)
         start_ms = int(start.timestamp() * 1000)
         visits_per_s = events / span_s / per_visit
-        clock: Callable[[int], int] = lambda nominal_ms: nominal_ms  # noqa: E731
-        stop: Callable[[int, int], bool] = lambda emitted, _t: emitted >= events  # noqa: E731
-        total: int | None = events
+        limit = events
+        # Time slices of about 20,000 page views: big enough for numpy, small enough to stay
+        # in cache and to start sending at once.
+        chunk_ms = max(1000, int(20_000 / (events / span_s) * 1000))
+        realtime = False
     else:
         if rate is None or duration_s is None or rate <= 0 or duration_s <= 0:
             raise ValueError("real-time mode needs a positive --rate and --duration")
         start_ms = int(time.time() * 1000)
         end_ms = start_ms + int(duration_s * 1000)
         visits_per_s = rate / per_visit
-        clock = _realtime_clock
-        stop = lambda _emitted, nominal_ms: nominal_ms >= end_ms  # noqa: E731
-        total = None
+        chunk_ms = 1000
+        realtime = True
 
     # A warm-up: visits in progress and returning visitors at the start, as on a real site.
     warmup_ms = 900_000
-    views = model.page_views(start_ms, visits_per_s, warmup_ms)
-    stream = RecordStream(views, rng, imperfections, clock)
-    bar = Progress(total, progress)
-    records: list[Record] = []
+    chunks = model.view_chunks(start_ms, visits_per_s, warmup_ms, chunk_ms)
+    stream = RecordStream(model, chunks, imperfections, realtime=realtime)
+    bar = Progress(limit, progress)
     started = time.monotonic()
+    coordinates = None
     try:
-        for record in stream.records(stop):
-            sink.send(record.seq, record.key, record.value)
-            records.append(record)
-            if len(records) % 1000 == 0:
-                bar.update(len(records))
+        sent = stream.run(sink.send, limit=limit, end_ms=end_ms, tick=bar.update)
     finally:
-        deliveries = sink.close()
+        coordinates = sink.close()
     elapsed = time.monotonic() - started
-    bar.close(len(records))
-    rows = [_ledger_row(r, deliveries.get(r.seq)) for r in records]
+    bar.close(len(sent.event_id))
+    columns = _ledger_columns(model, sent, coordinates)
     summary = SimulationSummary(seconds=elapsed, sink=sink.name)
-    _summarise(rows, summary)
+    _summarise(columns, summary)
     if ledger_path is not None:
-        write_ledger(rows, ledger_path)
+        write_ledger_columns(columns, ledger_path)
         summary.ledger = str(ledger_path)
-    return summary, rows
-
-
-def _realtime_clock(nominal_ms: int) -> int:
-    """Waits until the nominal send time and returns the actual time (epoch ms)."""
-    delay = nominal_ms / 1000 - time.time()
-    if delay > 0:
-        time.sleep(delay)
-    return int(time.time() * 1000)
+    return summary, rows_from_columns(columns) if rows else []
 
 
 def _iter_lines(path: Path) -> Iterator[bytes]:
@@ -363,21 +511,26 @@ def replay(
     try:
         for seq, value in enumerate(_iter_lines(path)):
             key = _replay_key(value)
-            sink.send(seq, key, value)
+            sink.send(key, value)
             sent.append((value, key))
             if seq % 1000 == 0:
                 bar.update(seq)
     finally:
-        deliveries = sink.close()
+        coordinates = sink.close()
     elapsed = time.monotonic() - started
     bar.close(len(sent))
     rows = []
     seen: dict[str, int] = {}
     for seq, (value, key) in enumerate(sent):
-        partition, offset, kafka_ts = deliveries[seq]
-        rows.append(_replay_row(seq, value, key, partition, offset, kafka_ts, seen))
+        rows.append(
+            _replay_row(
+                seq, value, key, coordinates.partition[seq], coordinates.offset[seq],
+                coordinates.timestamp_ms[seq], seen,
+            )
+        )  # fmt: skip
     summary = SimulationSummary(seconds=elapsed, sink=sink.name)
-    _summarise(rows, summary)
+    columns = {name: [row[name] for row in rows] for name in LEDGER_COLUMNS}
+    _summarise(columns, summary)
     if ledger_path is not None:
         write_ledger(rows, ledger_path)
         summary.ledger = str(ledger_path)

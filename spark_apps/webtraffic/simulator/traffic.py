@@ -5,21 +5,27 @@ agent, a language, and is logged in (``user_id``), anonymous with a tracker cook
 (``anonymous_id``, sent by the richer tracker only) or anonymous without one. A visit is a few
 page views separated by log-normal think times (a long tail: some gaps exceed the 5-minute
 session gap, and some visitors come back later, so visitors have several sessions). Crawlers
-browse longer and faster. Everything is drawn from one seeded ``random.Random``.
+browse longer and faster.
+
+Page views are drawn in bulk with numpy, a time slice at a time: the visitors arriving in the
+slice, all their visits and page views (returns included) at once, filed into the slices in which
+they happen, so each slice comes out complete and in nominal-time order. Per-visitor attributes
+and the rare per-view strings (external referrers, query strings) come from a ``random.Random``
+seeded with the same seed, so the whole model is deterministic for a seed.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 import ipaddress
 import json
-import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import Any, TypeVar
+
+import numpy as np
 
 from webtraffic.contract import visitor_key
 from webtraffic.simulator import catalogs
@@ -86,52 +92,50 @@ class Visitor:
 
 
 @dataclass(slots=True)
-class PageView:
-    """One event as the tracker would describe it, before its event time is fixed."""
+class Views:
+    """Page views as columns (one entry per page view), before event times are fixed.
 
-    nominal_ms: int
-    visitor: Visitor
-    url: str
-    referrer: str | None
-    path: str
-    event_type: str
-    extra: dict[str, Any] | None = None
+    ``visitor`` indexes :attr:`TrafficModel.visitors`, ``page`` the model's page table;
+    ``url`` and ``referrer`` hold JSON-quoted text; ``event_type`` is 0 page_view, 1 click,
+    2 scroll; ``extra`` 0 none, else the index of an extra field the richer tracker sends.
+    """
 
-    def payload(self) -> dict[str, Any]:
-        """Every field but ``event_time`` (and ``event_id``), as a dict."""
-        v = self.visitor
-        payload: dict[str, Any] = {
-            "url": self.url,
-            "referrer": self.referrer,
-            "user_id": v.user_id,
-            "academy_id": v.site.academy_id,
-            "user_agent": v.user_agent,
-            "headers": _headers(v),
-            "host": v.site.host,
-            "ip": v.ip,
-        }
-        if v.rich_tracker:
-            payload["event_type"] = self.event_type
-            if v.anonymous_id:
-                payload["anonymous_id"] = v.anonymous_id
-        if self.extra:
-            payload.update(self.extra)
-        return payload
+    nominal_ms: np.ndarray
+    visitor: np.ndarray
+    page: np.ndarray
+    url: np.ndarray
+    referrer: np.ndarray
+    event_type: np.ndarray
+    extra: np.ndarray
+    serial: np.ndarray
 
-    def encode(self, event_time: str, event_id: str | None) -> bytes:
-        """The JSON value, built from the visitor's pre-serialised part (the hot path)."""
-        v = self.visitor
-        parts = ['{"url":', _quote(self.url), ',"referrer":']
-        parts.append("null" if self.referrer is None else _quote(self.referrer))
-        parts.append(v.const_json)
-        if v.rich_tracker:
-            parts.append(',"event_type":"' + self.event_type + '"')
-        if event_id is not None:
-            parts.append(',"event_id":"' + event_id + '"')
-        if self.extra:
-            parts.append("," + json.dumps(self.extra, separators=(",", ":"))[1:-1])
-        parts.append(',"event_time":"' + event_time + '"}')
-        return "".join(parts).encode()
+    def take(self, index: np.ndarray) -> Views:
+        """The page views at ``index``, in that order."""
+        return Views(*(getattr(self, f)[index] for f in self.__slots__))
+
+    @staticmethod
+    def concat(parts: list[Views]) -> Views:
+        """The page views of all parts, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return Views(*(np.concatenate([getattr(p, f) for p in parts]) for f in Views.__slots__))
+
+
+_LANGUAGES = catalogs.ACCEPT_LANGUAGES
+_TZ_OFFSETS = (0, 0, 0, 60, 120, -300, -240, 330, 540)
+TZ_SUFFIX = {
+    offset: "Z"
+    if offset == 0
+    else f"{'+' if offset > 0 else '-'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    for offset in set(_TZ_OFFSETS)
+}
+EVENT_TYPES: tuple[str, ...] = ("page_view", "click", "scroll")
+EXTRA_JSON: tuple[str, ...] = (
+    "",
+    ',"screen":{"w":390,"h":844}',
+    ',"screen":{"w":1280,"h":844}',
+    ',"screen":{"w":1920,"h":844}',
+)
 
 
 def _headers(visitor: Visitor) -> dict[str, str]:
@@ -145,7 +149,45 @@ def _headers(visitor: Visitor) -> dict[str, str]:
     return headers
 
 
+def _js(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _ua_json(ua: dict[str, Any]) -> str:
+    def part(d: dict[str, Any]) -> str:
+        return (
+            f'"family":{_js(d["family"])},"major":{_js(d["major"])},'
+            f'"minor":{_js(d["minor"])},"patch":{_js(d["patch"])}'
+        )
+
+    return f'{{{part(ua)},"device":{{{part(ua["device"])}}},"os":{{{part(ua["os"])}}}}}'
+
+
 def _const_json(visitor: Visitor) -> str:
+    """The fields that never change for a visitor, as JSON members with a leading comma.
+
+    Built as text (the same bytes ``json.dumps`` gives with compact separators): this runs
+    once per visitor, a hot path of its own.
+    """
+    headers = (
+        f'{{"user-agent":{_quote(visitor.ua_header)},'
+        f'"accept-language":{_quote(visitor.language)},'
+        '"accept":"text/html,application/xhtml+xml"'
+        + (',"sec-ch-ua-mobile":"?1"}' if visitor.device_class in ("mobile", "tablet") else "}")
+    )
+    user_id = "null" if visitor.user_id is None else str(visitor.user_id)
+    text = (
+        f',"user_id":{user_id},"academy_id":{visitor.site.academy_id},'
+        f'"user_agent":{_ua_json(visitor.user_agent)},"headers":{headers},'
+        f'"host":{_quote(visitor.site.host)},"ip":{_quote(visitor.ip)}'
+    )
+    if visitor.anonymous_id:
+        text += f',"anonymous_id":{_quote(visitor.anonymous_id)}'
+    return text
+
+
+def _const_json_reference(visitor: Visitor) -> str:
+    """:func:`_const_json` the slow, obvious way (the unit tests compare the two)."""
     fields: dict[str, Any] = {
         "user_id": visitor.user_id,
         "academy_id": visitor.site.academy_id,
@@ -159,6 +201,17 @@ def _const_json(visitor: Visitor) -> str:
     return "," + json.dumps(fields, separators=(",", ":"))[1:-1]
 
 
+class _Network:
+    """An address range as integers (``ipaddress`` arithmetic is slow on the hot path)."""
+
+    __slots__ = ("base", "size", "version")
+
+    def __init__(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        self.base = int(network.network_address)
+        self.size = network.num_addresses
+        self.version = network.version
+
+
 class TrafficModel:
     """Generates page views in nominal-time order.
 
@@ -167,17 +220,42 @@ class TrafficModel:
         profile: Audience shape.
     """
 
-    def __init__(self, rng: random.Random, profile: TrafficProfile) -> None:
-        self.rng = rng
+    def __init__(self, seed: int, profile: TrafficProfile) -> None:
+        self.rng = random.Random(seed)  # per-visitor draws and rare per-record ones
+        self.np_rng = np.random.default_rng(seed)  # everything drawn in bulk
         self.profile = profile
         self._visitors = 0
         self._pages = {site.host: self._page_tree(site) for site in catalogs.SITES}
         self._v4 = self._ranges(catalogs.PUBLIC_V4)
         self._v6 = self._ranges(catalogs.PUBLIC_V6)
-        self._private = [ipaddress.ip_network(c) for c in catalogs.NON_ROUTABLE]
+        self._private = [_Network(ipaddress.ip_network(c)) for c in catalogs.NON_ROUTABLE]
         self._humans = WeightedChoice(catalogs.HUMAN_AGENTS, [a[0] for a in catalogs.HUMAN_AGENTS])
         self._bots = WeightedChoice(catalogs.BOT_AGENTS, [a[0] for a in catalogs.BOT_AGENTS])
         self._sites = WeightedChoice(catalogs.SITES, [s.weight for s in catalogs.SITES])
+        self._site_index = {site.host: i for i, site in enumerate(catalogs.SITES)}
+        # One page table over all sites: path, JSON-quoted URL, and a CDF per site.
+        self.paths: list[str] = []
+        urls: list[str] = []
+        self._page_cdf: list[tuple[int, np.ndarray]] = []
+        for site in catalogs.SITES:
+            tree = self._pages[site.host]
+            self._page_cdf.append((len(self.paths), np.asarray(tree.cumulative) / tree.total))
+            self.paths.extend(tree.population)
+            urls.extend(_quote(f"https://{site.host}{path}") for path in tree.population)
+        self._url_json = np.asarray(urls, dtype=object)
+        # The visitor table, as columns.
+        self.visitors: list[Visitor] = []
+        self.v_const: list[str] = []
+        self.v_key: list[bytes] = []
+        self.v_rich: list[bool] = []
+        self.v_tz: list[int] = []
+        self.v_site: list[int] = []
+        self.v_bot: list[bool] = []
+        self._buckets: dict[int, list[Views]] = {}
+        self._serial = 0
+        self._start_ms = 0
+        self._chunk_ms = 60_000
+        self._next_arrival = 0
 
     # --- static material -------------------------------------------------------------------
 
@@ -202,13 +280,15 @@ class TrafficModel:
     @staticmethod
     def _ranges(table: tuple[tuple[str, float, str], ...]) -> WeightedChoice:
         return WeightedChoice(
-            [ipaddress.ip_network(c) for _, _, c in table], [w for _, w, _ in table]
+            [_Network(ipaddress.ip_network(c)) for _, _, c in table], [w for _, w, _ in table]
         )
 
-    def _address_in(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
-        size = network.num_addresses
-        offset = self.rng.randrange(1, size - 1) if size > 2 else 0
-        return str(network.network_address + offset)
+    def _address_in(self, network: _Network) -> str:
+        offset = 1 + int(self.rng.random() * (network.size - 2)) if network.size > 2 else 0
+        value = network.base + offset
+        if network.version == 4:
+            return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+        return str(ipaddress.IPv6Address(value))
 
     # --- visitors --------------------------------------------------------------------------
 
@@ -236,12 +316,13 @@ class TrafficModel:
             _, device_class, family, (lo, hi), os_family, (olo, ohi), device = self._humans.draw(
                 rng
             )
-            major, os_major = rng.randint(lo, hi), rng.randint(olo, ohi)
+            r = rng.random
+            major, os_major = lo + int(r() * (hi - lo + 1)), olo + int(r() * (ohi - olo + 1))
             user_agent = {
                 "family": family, "major": str(major), "minor": "0",
-                "patch": str(rng.randint(0, 200)),
+                "patch": str(int(r() * 201)),
                 "device": {"family": device, "major": None, "minor": None, "patch": None},
-                "os": {"family": os_family, "major": str(os_major), "minor": str(rng.randint(0, 6)),
+                "os": {"family": os_family, "major": str(os_major), "minor": str(int(r() * 7)),
                        "patch": None},
             }  # fmt: skip
             header = (
@@ -258,73 +339,161 @@ class TrafficModel:
             ua_header=header,
             device_class=device_class,
             is_bot=is_bot,
-            language=rng.choice(catalogs.ACCEPT_LANGUAGES),
+            language=_LANGUAGES[int(rng.random() * len(_LANGUAGES))],
             # Unique per visitor (a person on two devices is not modelled).
-            user_id=100_000 + self._visitors * 16 + rng.randrange(16) if logged_in else None,
+            user_id=100_000 + self._visitors * 16 + int(rng.random() * 16) if logged_in else None,
             anonymous_id=f"{rng.getrandbits(64):016x}" if rich and not logged_in else None,
             rich_tracker=rich,
-            tz_offset_min=rng.choice((0, 0, 0, 60, 120, -300, -240, 330, 540)),
+            tz_offset_min=_TZ_OFFSETS[int(rng.random() * len(_TZ_OFFSETS))],
         )
         visitor.key = visitor_key(visitor.user_id, visitor.anonymous_id, ip, user_agent)
         visitor.const_json = _const_json(visitor)
         return visitor
 
-    def _start_visit(self, visitor: Visitor) -> None:
-        mean = self.profile.mean_pages * (4 if visitor.is_bot else 1)
-        # Geometric number of pages with the given mean (at least one).
-        visitor.pages_left = 1 + int(math.log(1 - self.rng.random()) / math.log(1 - 1 / mean))
-        visitor.last_path = None
-        visitor.visits += 1
+    # --- page views, in bulk ---------------------------------------------------------------
 
-    def _think_ms(self, visitor: Visitor) -> int:
-        p = self.profile
-        median = p.think_median_s / (8 if visitor.is_bot else 1)
-        seconds = self.rng.lognormvariate(math.log(median), p.think_sigma)
-        return max(200, int(seconds * 1000))
+    def _register(self, visitor: Visitor) -> int:
+        """Adds a visitor to the columnar visitor table; returns its index."""
+        self.visitors.append(visitor)
+        self.v_const.append(visitor.const_json)
+        self.v_key.append(visitor.key.encode())
+        self.v_rich.append(visitor.rich_tracker)
+        self.v_tz.append(visitor.tz_offset_min)
+        self.v_site.append(self._site_index[visitor.site.host])
+        self.v_bot.append(visitor.is_bot)
+        return len(self.visitors) - 1
 
-    # --- page views ------------------------------------------------------------------------
+    def _arrivals(self, until_ms: int, visits_per_s: float) -> np.ndarray:
+        """Arrival times of new visits in ``[self._next_arrival, until_ms)`` (a Poisson process)."""
+        out = []
+        t = self._next_arrival
+        while t < until_ms:
+            expected = (until_ms - t) / 1000 * visits_per_s
+            gaps = self.np_rng.exponential(1000 / visits_per_s, int(expected * 1.1) + 16)
+            times = t + np.concatenate(([0], np.cumsum(np.maximum(1, gaps.astype(np.int64)))))
+            inside = int(np.searchsorted(times, until_ms))
+            out.append(times[:inside])
+            t = int(times[inside]) if inside < len(times) else int(times[-1])
+        self._next_arrival = t
+        return np.concatenate(out) if out else np.empty(0, np.int64)
 
-    def _page_view(self, visitor: Visitor, nominal_ms: int) -> PageView:
-        rng = self.rng
-        first = visitor.last_path is None
-        path = self._pages[visitor.site.host].draw(rng)
-        host = visitor.site.host
-        url = f"https://{host}{path}"
-        if first:
-            roll = rng.random()
-            if visitor.is_bot or roll < 0.35:
-                referrer = None
+    def _generate(self, until_ms: int, visits_per_s: float) -> None:
+        """Draws the visitors arriving before ``until_ms`` and all their page views.
+
+        Every visit of those visitors (returns included) is drawn now; the page views are filed
+        into the time slices in which they happen.
+        """
+        arrivals = self._arrivals(until_ms, visits_per_s)
+        n_visitors = len(arrivals)
+        if not n_visitors:
+            return
+        p, rng = self.profile, self.np_rng
+        first_visitor = len(self.visitors)
+        for _ in range(n_visitors):
+            self._register(self.new_visitor())
+        vidx = np.arange(first_visitor, first_visitor + n_visitors)
+        bots = np.asarray(self.v_bot[first_visitor:], dtype=bool)
+        sites = np.asarray(self.v_site[first_visitor:], dtype=np.int64)
+        rich = np.asarray(self.v_rich[first_visitor:], dtype=bool)
+        # Visits: the first, then up to three returns, each with probability return_share.
+        returns = np.cumprod(rng.random((n_visitors, 3)) < p.return_share, axis=1).sum(axis=1)
+        visits = 1 + returns
+        visit_owner = np.repeat(np.arange(n_visitors), visits)
+        mean = p.mean_pages * np.where(bots[visit_owner], 4.0, 1.0)
+        pages = rng.geometric(1.0 / mean)
+        n = int(pages.sum())
+        owner = np.repeat(visit_owner, pages)  # local visitor of each page view
+        visit_start = np.zeros(n, dtype=bool)
+        starts = np.concatenate(([0], np.cumsum(pages)[:-1]))
+        visit_start[starts] = True
+        visit_first = np.zeros(len(visit_owner), dtype=bool)
+        visitor_first_visit = np.concatenate(([0], np.cumsum(visits)[:-1]))
+        visit_first[visitor_first_visit] = True
+        first_of_visitor = starts[visitor_first_visit]
+        # Time deltas: think times within a visit, the return gap before a later visit, and the
+        # arrival (relative to the first arrival) before the first page view of a visitor.
+        median = p.think_median_s / np.where(bots[owner], 8.0, 1.0)
+        think = rng.lognormal(np.log(median), p.think_sigma)
+        delta = np.maximum(200, (think * 1000).astype(np.int64))
+        lo, hi = p.return_after_s
+        returning = visit_start.copy()
+        returning[first_of_visitor] = False
+        delta[returning] = (rng.uniform(lo, hi, int(returning.sum())) * 1000).astype(np.int64)
+        base = int(arrivals[0])
+        delta[first_of_visitor] = arrivals - base
+        total = np.cumsum(delta)
+        offset = total[first_of_visitor] - delta[first_of_visitor]
+        times = total - np.repeat(offset, np.diff(np.append(first_of_visitor, n))) + base
+        # Pages: a Zipf-like choice within the visitor's site.
+        site_of = sites[owner]
+        u = rng.random(n)
+        page = np.empty(n, dtype=np.int64)
+        for s, (offset_s, cumulative) in enumerate(self._page_cdf):
+            mask = site_of == s
+            page[mask] = offset_s + np.minimum(
+                np.searchsorted(cumulative, u[mask], side="right"), len(cumulative) - 1
+            )
+        # Referrer kind of a first page: 0 none, 1 search, 2 social, 3 other; later pages: internal.
+        roll = rng.random(n)
+        bot_of = bots[owner]
+        kind = np.select([roll < 0.35, roll < 0.65, roll < 0.85], [0, 1, 2], 3)
+        kind[bot_of] = 0
+        rich_of = rich[owner]
+        roll2 = rng.random(n)
+        event_type = np.where(roll2 < 0.15, 1, np.where(roll2 < 0.25, 2, 0))
+        event_type[visit_start | bot_of | ~rich_of] = 0
+        extra = np.where(rich_of & (rng.random(n) < p.extra_field_share), rng.integers(1, 4, n), 0)
+        query = ~visit_start & (rng.random(n) < 0.05)
+        urls = self._url_json[page]
+        refs = np.full(n, "null", dtype=object)
+        inner = ~visit_start
+        refs[inner] = self._url_json[np.roll(page, 1)[inner]]
+        py = self.rng
+        words = catalogs.SLUG_WORDS
+        for i in np.flatnonzero(visit_start & (kind > 0)).tolist():
+            q = "+".join(py.sample(words, 2))
+            num = py.randint(1000, 99999)
+            k = kind[i]
+            if k == 1:
+                refs[i] = _quote(py.choice(catalogs.SEARCH_REFERRERS).format(q=q, n=num))
+            elif k == 2:
+                refs[i] = _quote(py.choice(catalogs.SOCIAL_REFERRERS).format(q=q, n=num))
+                if py.random() < 0.5:
+                    source, medium = py.choice(catalogs.UTM_SOURCES)
+                    urls[i] = (
+                        urls[i][:-1]
+                        + f'?utm_source={source}&utm_medium={medium}&utm_campaign=c{num % 40}"'
+                    )
             else:
-                q = "+".join(rng.sample(catalogs.SLUG_WORDS, 2))
-                n = rng.randint(1000, 99999)
-                if roll < 0.65:
-                    referrer = rng.choice(catalogs.SEARCH_REFERRERS).format(q=q, n=n)
-                elif roll < 0.85:
-                    referrer = rng.choice(catalogs.SOCIAL_REFERRERS).format(q=q, n=n)
-                    if rng.random() < 0.5:
-                        source, medium = rng.choice(catalogs.UTM_SOURCES)
-                        url += f"?utm_source={source}&utm_medium={medium}&utm_campaign=c{n % 40}"
-                else:
-                    referrer = rng.choice(catalogs.OTHER_REFERRERS).format(q=q, n=n)
-        else:
-            referrer = f"https://{host}{visitor.last_path}"
-            if rng.random() < 0.05:
-                url += f"?q={rng.choice(catalogs.SLUG_WORDS)}"
-        visitor.last_path = path
-        event_type = "page_view"
-        extra = None
-        if visitor.rich_tracker:
-            if not first and not visitor.is_bot:
-                roll = rng.random()
-                event_type = "click" if roll < 0.15 else "scroll" if roll < 0.25 else "page_view"
-            if rng.random() < self.profile.extra_field_share:
-                extra = {"screen": {"w": rng.choice((390, 1280, 1920)), "h": 844}}
-        return PageView(nominal_ms, visitor, url, referrer, path, event_type, extra)
+                refs[i] = _quote(py.choice(catalogs.OTHER_REFERRERS).format(q=q, n=num))
+        for i in np.flatnonzero(query).tolist():
+            urls[i] = urls[i][:-1] + f'?q={py.choice(words)}"'
+        views = Views(
+            times, vidx[owner], page, urls, refs, event_type, extra, self._serial + np.arange(n)
+        )
+        self._serial += n
+        self._file(views)
 
-    def page_views(
-        self, start_ms: int, visits_per_s: float, warmup_ms: int = 0
-    ) -> Iterator[PageView]:
-        """Yields page views in nominal-time order, forever (the caller stops).
+    def _file(self, views: Views) -> None:
+        """Puts page views into the bucket of their time slice (those before the start: away)."""
+        keep = views.nominal_ms >= self._start_ms
+        if not keep.all():
+            views = views.take(np.flatnonzero(keep))
+        if not len(views.nominal_ms):
+            return
+        bucket = (views.nominal_ms - self._start_ms) // self._chunk_ms
+        order = np.argsort(bucket, kind="stable")
+        sorted_buckets = bucket[order]
+        edges = np.flatnonzero(np.diff(sorted_buckets)) + 1
+        for part in np.split(order, edges):
+            self._buckets.setdefault(int(bucket[part[0]]), []).append(views.take(part))
+
+    def view_chunks(
+        self, start_ms: int, visits_per_s: float, warmup_ms: int = 0, chunk_ms: int = 60_000
+    ) -> Iterator[Views]:
+        """Yields page views in nominal-time order, a time slice at a time, forever.
+
+        The caller stops.
 
         Args:
             start_ms: Nominal time of the first page view yielded, epoch milliseconds.
@@ -332,30 +501,20 @@ class TrafficModel:
             warmup_ms: Visits start this long before ``start_ms`` and what they do before it is
                 not yielded, so traffic is already at its steady rate at the start (people are
                 mid-visit, some come back), instead of ramping up from nothing.
+            chunk_ms: Length of a time slice.
         """
-        rng = self.rng
-        heap: list[tuple[int, int, Visitor | None]] = []
-        tie = 0
-        heapq.heappush(heap, (start_ms - warmup_ms, tie, None))  # None: a new visitor arrives
+        self._start_ms, self._chunk_ms = start_ms, max(1, int(chunk_ms))
+        self._next_arrival = start_ms - warmup_ms
+        self._generate(start_ms, visits_per_s)
+        index = 0
         while True:
-            t, _, visitor = heapq.heappop(heap)
-            tie += 1
-            if visitor is None:
-                visitor = self.new_visitor()
-                self._start_visit(visitor)
-                gap = rng.expovariate(visits_per_s) * 1000
-                heapq.heappush(heap, (t + max(1, int(gap)), tie, None))
-                tie += 1
-            view = self._page_view(visitor, t)
-            if t >= start_ms:
-                yield view
-            visitor.pages_left -= 1
-            if visitor.pages_left > 0:
-                heapq.heappush(heap, (t + self._think_ms(visitor), tie, visitor))
-            elif visitor.visits < 4 and rng.random() < self.profile.return_share:
-                lo, hi = self.profile.return_after_s
-                self._start_visit(visitor)
-                heapq.heappush(heap, (t + int(rng.uniform(lo, hi) * 1000), tie, visitor))
+            self._generate(start_ms + (index + 1) * self._chunk_ms, visits_per_s)
+            parts = self._buckets.pop(index, [])
+            index += 1
+            if not parts:
+                continue
+            views = Views.concat(parts)
+            yield views.take(np.lexsort((views.serial, views.nominal_ms)))
 
     def expected_events_per_visit(self) -> float:
         """Mean page views per arrival (visits plus return visits), for rate control."""
