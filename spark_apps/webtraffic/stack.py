@@ -1,13 +1,18 @@
 """The local stack as one unit: ``webtraffic stack up | down | status``.
 
-Today it is the Kafka broker and the Iceberg catalog files; later issues add the streaming apps
-and Airflow here, so that ``make run`` and ``make clean`` stay one command each.
+The Kafka broker, the Iceberg catalog files and Airflow (``airflow standalone``); Airflow's
+``streaming_supervisor`` DAG starts and keeps the streaming apps running. ``down`` stops Airflow
+first (so nothing restarts the apps), then the apps, then the broker: ``make run`` and
+``make clean`` stay one command each.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from webtraffic import processes
+from webtraffic.airflow_env import LocalAirflow
+from webtraffic.apps import STREAMING_APPS, app_log_file, app_run_dir, runner_marker
 from webtraffic.catalog import prepare_local_catalog
 from webtraffic.errors import WebtrafficError
 from webtraffic.kafka_broker import LocalKafkaBroker
@@ -22,8 +27,12 @@ def _require_local(settings: Settings) -> None:
         )
 
 
-def stack_up(settings: Settings) -> dict[str, Any]:
+def stack_up(settings: Settings, airflow: bool = True) -> dict[str, Any]:
     """Starts every local component that is not running yet; harmless when already up.
+
+    Args:
+        settings: Project settings.
+        airflow: Start Airflow too (it then starts the streaming apps through its supervisor).
 
     Returns:
         The stack status after start (see :func:`stack_status`).
@@ -32,7 +41,38 @@ def stack_up(settings: Settings) -> dict[str, Any]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     prepare_local_catalog(settings)
     LocalKafkaBroker(settings).start()
+    if airflow:
+        LocalAirflow(settings).start()
     return stack_status(settings)
+
+
+def _stop_apps(settings: Settings) -> list[str]:
+    """Stops the streaming apps the local launcher started (by their runners' pid files)."""
+    stopped = []
+    for app in STREAMING_APPS:
+        run_dir = app_run_dir(settings, app.name)
+        pid = processes.read_pid(run_dir / "runner.pid", runner_marker(app.name))
+        if pid is None:
+            pid = processes.read_pid(run_dir / "app.pid", "webtraffic.cli")
+        if pid is not None:
+            processes.stop_pid(pid, timeout=60.0)
+            stopped.append(f"app {app.name}")
+    return stopped
+
+
+def _apps_status(settings: Settings) -> dict[str, Any]:
+    apps = {}
+    for app in STREAMING_APPS:
+        run_dir = app_run_dir(settings, app.name)
+        runner = processes.read_pid(run_dir / "runner.pid", runner_marker(app.name))
+        pid = processes.read_pid(run_dir / "app.pid") if runner is not None else None
+        apps[app.name] = {
+            "state": "running" if runner is not None else "stopped",
+            "pid": pid,
+            "command": "webtraffic " + " ".join(app.args),
+            "log_file": str(app_log_file(settings, app.name)),
+        }
+    return apps
 
 
 def stack_down(settings: Settings) -> list[str]:
@@ -43,6 +83,9 @@ def stack_down(settings: Settings) -> list[str]:
     """
     _require_local(settings)
     stopped = []
+    if LocalAirflow(settings).stop():
+        stopped.append("airflow")
+    stopped.extend(_stop_apps(settings))
     if LocalKafkaBroker(settings).stop():
         stopped.append("kafka")
     return stopped
@@ -54,6 +97,8 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     return {
         "state_dir": str(settings.state_dir),
         "kafka": LocalKafkaBroker(settings).status().to_dict(),
+        "airflow": LocalAirflow(settings).status(),
+        "apps": _apps_status(settings),
         "catalog": {
             "name": settings.catalog_name,
             "uri": f"sqlite:///{settings.catalog_db}",
