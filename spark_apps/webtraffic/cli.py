@@ -52,6 +52,23 @@ def _format_stack_status(status: dict[str, Any]) -> str:
     lines.append(
         f"iceberg catalog  {catalog['name']}  {catalog['uri']}  warehouse {catalog['warehouse']}"
     )
+    airflow = status.get("airflow")
+    if airflow:
+        if airflow["state"] == "stopped":
+            lines.append(f"airflow          stopped (port {airflow['port']})")
+        else:
+            lines.append(
+                f"airflow          {airflow['state']}  pid {airflow['pid']}  {airflow['url']}  "
+                f"log {airflow['log_file']}"
+            )
+            lines.append(
+                f"  login          user {airflow['user']}, password in {airflow['passwords_file']}"
+            )
+    for name, app in status.get("apps", {}).items():
+        pid = f"  pid {app['pid']}" if app["pid"] else ""
+        lines.append(
+            f"app {name:12} {app['state']}{pid}  ({app['command']})  log {app['log_file']}"
+        )
     return "\n".join(lines)
 
 
