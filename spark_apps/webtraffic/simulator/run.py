@@ -162,7 +162,7 @@ class KafkaSink:
         self._sent_partition: list[int] = []
         self._sent_ts: list[int] = []
         self._keys: list[bytes | None] = []
-        self._sizes: list[int] = []
+        self._hashes: list[int] = []
         self._unkeyed = 0
 
     def _failed(self, err: Any, msg: Any) -> None:
@@ -198,7 +198,7 @@ class KafkaSink:
         self._sent_partition.append(partition)
         self._sent_ts.append(timestamp)
         self._keys.append(key)
-        self._sizes.append(len(value))
+        self._hashes.append(hash(value))
         if len(self._sent_ts) % 10_000 == 0:
             self._producer.poll(0)
 
@@ -252,8 +252,8 @@ class KafkaSink:
     def _read_back(self, partition: int, start: int, end: int, mine: list[int]) -> list[int]:
         """Offsets of this sink's records in ``[start, end)`` of a partition others wrote to too.
 
-        Matches key, value size and timestamp in order (the idempotent producer keeps its
-        order; the values themselves are not kept, a run can send gigabytes).
+        Matches key, timestamp and the hash of the value, in order (the idempotent producer
+        keeps its order; the values themselves are not kept, a run can send gigabytes).
         """
         from confluent_kafka import TopicPartition
 
@@ -271,7 +271,7 @@ class KafkaSink:
                     i = mine[want]
                     if (
                         msg.key() == self._keys[i]
-                        and len(msg.value()) == self._sizes[i]
+                        and hash(msg.value()) == self._hashes[i]
                         and msg.timestamp()[1] == self._sent_ts[i]
                     ):
                         found.append(msg.offset())
