@@ -148,13 +148,18 @@ class LocalLauncher(Launcher):
     Args:
         settings: Project settings (state folder).
         python: Interpreter with the webtraffic package; this one by default.
+        command: What runs an app, before the app's arguments; ``<python> -m webtraffic.cli``
+            (the ``webtraffic`` command) by default.
     """
 
     kind = "local"
 
-    def __init__(self, settings: Settings, python: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, python: str | None = None, command: list[str] | None = None
+    ) -> None:
         self.settings = settings
         self.python = python or sys.executable
+        self.command = command or [self.python, "-m", "webtraffic.cli"]
 
     def _files(self, app: StreamingApp) -> tuple[Path, Path, Path]:
         run_dir = app_run_dir(self.settings, app.name)
@@ -224,17 +229,16 @@ class LocalLauncher(Launcher):
             "--app-pid-file",
             str(app_pid_file),
             "--",
-            self.python,
-            "-m",
-            "webtraffic.cli",
+            *self.command,
             *app.args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as out:
             out.write(f"\n==== {datetime.now(UTC).isoformat()} starting {app.name} ====\n")
-        processes.start_detached(argv, log_file=log, pid_file=runner_file, env=env)
-        processes.wait_until(lambda: self.state(app).phase != "starting", 10.0)
+        proc = processes.start_detached(argv, log_file=log, pid_file=runner_file, env=env)
+        # The runner writes the status file once the app process exists.
+        processes.wait_until(lambda: status_file.exists() or proc.poll() is not None, 30.0)
         return self.state(app)
 
     def stop(self, app: StreamingApp, timeout: float = 60.0) -> bool:  # noqa: D102
