@@ -26,6 +26,9 @@ def test_start_stop_and_exit_code(toy_launcher, local_settings):
     assert processes.pid_alive(pid)
     # Starting a running app is harmless: same process.
     assert toy_launcher.start(app).ident == state.ident
+    # Once it has set up its SIGTERM handler, a stop is a clean exit.
+    log_file = app_log_file(local_settings, "toy")
+    assert processes.wait_until(lambda: "toy app: running" in log_file.read_text(), 10)
 
     assert toy_launcher.stop(app, timeout=10) is True
     stopped = toy_launcher.state(app)
