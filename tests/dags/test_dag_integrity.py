@@ -50,7 +50,7 @@ def test_streaming_supervisor_wiring(dagbag):
 
     dag = dagbag.dags["streaming_supervisor"]
     config = SupervisorConfig.from_env()
-    assert dag.timetable._delta == timedelta(minutes=config.interval_minutes)
+    assert dag.schedule == timedelta(minutes=config.interval_minutes)
     assert dag.max_active_runs == 1
     assert {t.task_id for t in dag.tasks} == {f"supervise_{a.name}" for a in STREAMING_APPS}
     assert set(dag.params.keys()) == {
