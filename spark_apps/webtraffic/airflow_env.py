@@ -93,10 +93,13 @@ class LocalAirflow:
 
     Args:
         settings: Project settings; ``settings.airflow_port`` is the API server / UI port.
+        extra_env: Variables added on top of :func:`airflow_environment` (tests use it to start
+            DAGs paused, so a UI test server launches no streaming app).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.extra_env = dict(extra_env or {})
         self.home = settings.airflow_home
         self.pid_file = self.home / "standalone.pid"
         self.log_file = settings.logs_dir / "airflow-standalone.log"
@@ -154,7 +157,7 @@ class LocalAirflow:
                     f"port {port} on 127.0.0.1 is already in use by another process; stop it or "
                     "choose another port with WEBTRAFFIC_AIRFLOW_PORT=<port>"
                 )
-            env = {**os.environ, **airflow_environment(self.settings)}
+            env = {**os.environ, **airflow_environment(self.settings), **self.extra_env}
             airflow = shutil.which("airflow", path=env["PATH"])
             if airflow is None:
                 raise WebtrafficError("the airflow command is not installed; run `make setup`")

@@ -81,3 +81,27 @@ def jobs_api() -> Iterator[JobsApiDouble]:
                 os.environ.pop("AIRFLOW_CONN_DATABRICKS_DEFAULT", None)
             else:
                 os.environ["AIRFLOW_CONN_DATABRICKS_DEFAULT"] = old
+
+
+@pytest.fixture(scope="session")
+def airflow_server(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """``airflow standalone`` as ``make run`` starts it, once per session, on a free port.
+
+    It has a state folder of its own (its own metadata DB) and starts DAGs paused, so its
+    scheduler launches no streaming app next to the other tests.
+    """
+    from webtraffic.airflow_env import LocalAirflow
+    from webtraffic.processes import free_port
+
+    state = tmp_path_factory.mktemp("airflow-ui")
+    ui_settings = dataclasses.replace(settings, state_dir=state, airflow_port=free_port())
+    airflow = LocalAirflow(
+        ui_settings, extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}
+    )
+    airflow.start(timeout=180)
+    try:
+        yield airflow
+    finally:
+        airflow.stop()
