@@ -21,7 +21,7 @@ GEO_DB_VERSION := 2.3.2026060513
 GEO_STAMP     := $(STATE)/geo/.dbip-city-mmdb-$(GEO_DB_VERSION)
 PYTEST_ARGS   ?=
 
-.PHONY: help setup run test lint format clean stop preflight
+.PHONY: help setup run test lint format clean stop preflight browser
 
 help: ## list the targets
 	@echo "webtraffic — real-time website-users analytics (Kafka -> Spark -> Iceberg, run by Airflow)"
@@ -75,15 +75,28 @@ $(GEO_STAMP):
 
 setup: preflight $(VENV_STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(GEO_STAMP) ## install everything (venv, jars, Airflow DB, geo DB); idempotent
 
-run: setup ## set up if needed, start the local stack and show where to look
+run: setup ## set up if needed, start the local stack (Kafka, Airflow) and show where to look
 	@$(WT) stack up
 	@echo
-	@echo "The stack is up. Next:"
+	@echo "The stack is up. Airflow UI: http://127.0.0.1:$${WEBTRAFFIC_AIRFLOW_PORT:-8080}"
+	@echo "  login: admin, password: $$(cat $(STATE)/airflow/passwords.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["admin"])')"
+	@echo "  (generated once, kept in $(STATE)/airflow/passwords.json; the streaming_supervisor DAG starts the streaming app)"
+	@echo "Next:"
 	@echo "  $(WT) stack status     what runs, ports, pids"
 	@echo "  $(WT) tables           Iceberg tables with rows and snapshots"
 	@echo "  make clean             stop everything and delete $(STATE)"
 
-test: setup lint ## set up if needed, lint, and run the whole test suite on the real stack
+# The Airflow UI test takes a screenshot with headless Chromium (Debian package `chromium`).
+browser: preflight
+	@mkdir -p $(STATE)/logs
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "==> Chromium (apt-get install chromium) for the Airflow UI screenshot test"; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >$(STATE)/logs/apt-chromium.log 2>&1 \
+				|| { echo "error: apt-get install chromium failed; see $(STATE)/logs/apt-chromium.log" >&2; exit 1; }; \
+		else echo "error: chromium not found: install it (e.g. sudo apt-get install chromium); the Airflow UI test needs it" >&2; exit 1; fi; }
+
+test: setup browser lint ## set up if needed, lint, and run the whole test suite on the real stack
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff lint and format check
