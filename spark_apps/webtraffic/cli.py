@@ -199,10 +199,11 @@ def _feature_commands() -> list[Callable[[Any], None]]:
     A registered command sets ``handler(args, settings) -> int`` like the built-in ones and
     imports its heavy dependencies inside the handler, so ``webtraffic --help`` stays fast.
     """
+    from webtraffic import streaming
     from webtraffic.geo import cli as geo_cli
     from webtraffic.simulator import cli as simulator_cli
 
-    return [simulator_cli.register, geo_cli.register]
+    return [streaming.register, simulator_cli.register, geo_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,8 @@ def local_spark_conf(settings: Settings, app_name: str = "webtraffic") -> dict[s
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.ui.showConsoleProgress": "false",
+        # Header names are lower-cased in silver; two spellings of one header keep the last.
+        "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
         "spark.sql.extensions": ICEBERG_EXTENSIONS,
         "spark.sql.defaultCatalog": settings.catalog_name,
         cat: "org.apache.iceberg.spark.SparkCatalog",

@@ -1,0 +1,303 @@
+"""Silver: parse, validate, normalise and deduplicate (``silver.events`` and its quarantine).
+
+Pure ``DataFrame -> DataFrame`` functions over bronze rows, indifferent to streaming or batch.
+The rules are the event contract's (``webtraffic.contract``), implemented here with Spark SQL
+functions (VARIANT for JSON types, regular expressions for event times and IPs); the simulator's
+reference classifier implements the same contract separately, which is what the tests compare.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from webtraffic.contract import (
+    DEFAULT_EVENT_TYPE,
+    EVENT_TIME_PATTERN,
+    MAX_FUTURE_SKEW,
+    MAX_PAYLOAD_BYTES,
+    REASON_CODES,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+DEDUP_WATERMARK = "15 minutes"
+"""Event-time horizon of deduplication: longer than the worst lateness the tracker shows, so
+silver drops no late event; rows later than this are counted in ``ops.stream_progress``."""
+
+_VERSION = StructType([StructField(p, StringType()) for p in ("family", "major", "minor", "patch")])
+EVENT_SCHEMA = StructType(
+    [
+        StructField("url", StringType()),
+        StructField("referrer", StringType()),
+        StructField("user_id", LongType()),
+        StructField("academy_id", LongType()),
+        StructField(
+            "user_agent",
+            StructType(
+                [
+                    *_VERSION.fields,
+                    StructField("device", _VERSION),
+                    StructField("os", _VERSION),
+                ]
+            ),
+        ),
+        StructField("headers", MapType(StringType(), StringType())),
+        StructField("host", StringType()),
+        StructField("ip", StringType()),
+        StructField("event_time", StringType()),
+        StructField("event_id", StringType()),
+        StructField("event_type", StringType()),
+        StructField("anonymous_id", StringType()),
+    ]
+)
+"""The explicit schema of the wire format (shared/DESIGN.md §3). Extra fields are ignored."""
+
+_IPV4 = (
+    r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+)
+_H = "[0-9a-fA-F]{1,4}"
+IPV4_PATTERN = f"^{_IPV4}$"
+IPV6_PATTERN = (
+    "^("
+    f"({_H}:){{7}}{_H}"
+    f"|({_H}:){{1,7}}:"
+    f"|({_H}:){{1,6}}:{_H}"
+    f"|({_H}:){{1,5}}(:{_H}){{1,2}}"
+    f"|({_H}:){{1,4}}(:{_H}){{1,3}}"
+    f"|({_H}:){{1,3}}(:{_H}){{1,4}}"
+    f"|({_H}:){{1,2}}(:{_H}){{1,5}}"
+    f"|{_H}:(:{_H}){{1,6}}"
+    f"|:((:{_H}){{1,7}}|:)"
+    f"|({_H}:){{6}}{_IPV4}"
+    f"|({_H}:){{1,5}}:{_IPV4}"
+    f"|({_H}:){{1,4}}(:{_H}){{1,1}}:{_IPV4}"
+    f"|({_H}:){{1,3}}(:{_H}){{1,2}}:{_IPV4}"
+    f"|({_H}:){{1,2}}(:{_H}){{1,3}}:{_IPV4}"
+    f"|{_H}:(:{_H}){{1,4}}:{_IPV4}"
+    f"|::((({_H}:){{0,5}}){_IPV4})"
+    ")$"
+)
+
+_STRING_FIELDS = ("url", "referrer", "host", "ip", "event_time", "event_id", "event_type",
+                  "anonymous_id")  # fmt: skip
+_INTEGER_FIELDS = ("user_id", "academy_id")
+_OBJECT_FIELDS = ("user_agent", "headers")
+_INTEGER_TYPES = "('BIGINT', 'INT', 'SMALLINT', 'TINYINT', 'VOID')"
+_UA_PARTS = ("family", "major", "minor", "patch")
+
+
+def _type(path: str) -> str:
+    """SQL: the VARIANT type name at ``path`` of the parsed value (NULL when absent)."""
+    return f"schema_of_variant(variant_get(_json, '{path}'))"
+
+
+def _wrong_type_sql() -> str:
+    checks = [f"{_type('$.' + f)} NOT IN ('STRING', 'VOID')" for f in _STRING_FIELDS]
+    checks += [f"{_type('$.' + f)} NOT IN {_INTEGER_TYPES}" for f in _INTEGER_FIELDS]
+    checks += [
+        f"NOT ({_type('$.' + f)} LIKE 'OBJECT%' OR {_type('$.' + f)} = 'VOID')"
+        for f in _OBJECT_FIELDS
+    ]
+    for part in _UA_PARTS:
+        checks.append(f"{_type('$.user_agent.' + part)} NOT IN ('STRING', 'VOID')")
+    for nested in ("device", "os"):
+        base = f"$.user_agent.{nested}"
+        checks.append(f"NOT ({_type(base)} LIKE 'OBJECT%' OR {_type(base)} = 'VOID')")
+        checks += [f"{_type(base + '.' + p)} NOT IN ('STRING', 'VOID')" for p in _UA_PARTS]
+    # Header values must all be strings: the OBJECT<...> type lists one type per key.
+    checks.append(
+        f"({_type('$.headers')} LIKE 'OBJECT<%' AND {_type('$.headers')} RLIKE ': (?!STRING[,>])')"
+    )
+    return " OR ".join(f"coalesce({c}, false)" for c in checks)
+
+
+def validate(bronze: DataFrame, observe_as: str = "silver_validation") -> DataFrame:
+    """Adds the verdict of the event contract to bronze rows.
+
+    Adds ``_json`` (the value as VARIANT, null when not JSON), ``_event_ts`` (parsed event time),
+    ``reasons`` (every failed rule, in the contract's precedence order) and ``reason`` (the first
+    one, null for a valid record). Field rules are checked only on JSON objects, so ``reasons``
+    lists no consequence of an earlier structural failure.
+
+    Args:
+        bronze: Rows of ``bronze.events_raw``.
+        observe_as: Name of the observed metrics (valid and rejected counts per batch). The
+            observation also keeps the optimizer from pushing a later ``reason`` filter below
+            the validation, which would copy the rules into the filter and evaluate them again.
+    """
+    skew_s = int(MAX_FUTURE_SKEW.total_seconds())
+    df = bronze.withColumn("_json", F.expr("try_parse_json(value)"))
+    df = df.withColumn(
+        "_is_object", F.expr("coalesce(schema_of_variant(_json) LIKE 'OBJECT%', false)")
+    )
+    df = df.withColumn("_event_time", F.expr("try_variant_get(_json, '$.event_time', 'string')"))
+    pattern = EVENT_TIME_PATTERN.replace("\\", "\\\\")
+    df = df.withColumn(
+        "_event_ts",
+        F.expr(f"CASE WHEN _event_time RLIKE '{pattern}' THEN try_to_timestamp(_event_time) END"),
+    )
+    url = "try_variant_get(_json, '$.url', 'string')"
+    host = "try_variant_get(_json, '$.host', 'string')"
+    ip = "try_variant_get(_json, '$.ip', 'string')"
+    field = "_is_object AND NOT wrong_type AND "
+    rules: dict[str, str] = {
+        "invalid_utf8": "NOT is_valid_utf8",
+        "oversized": f"coalesce(octet_length(value) > {MAX_PAYLOAD_BYTES}, false)",
+        "not_json": "is_valid_utf8 AND _json IS NULL",
+        "not_object": "_json IS NOT NULL AND NOT _is_object",
+        "wrong_type": "_is_object AND wrong_type",
+        "missing_event_time": field + f"coalesce({_type('$.event_time')}, 'VOID') = 'VOID'",
+        "bad_event_time": field + "_event_time IS NOT NULL AND _event_ts IS NULL",
+        "future_event_time": field
+        + f"coalesce(_event_ts > kafka_ts + INTERVAL {skew_s} SECONDS, false)",
+        "missing_url": field + f"coalesce({url}, '') = ''",
+        "missing_host": field + f"coalesce({host}, '') = ''",
+        "invalid_ip": field
+        + f"NOT (coalesce({ip} RLIKE '{_escape(IPV4_PATTERN)}', false) OR "
+        + f"coalesce({ip} RLIKE '{_escape(IPV6_PATTERN)}', false))",
+    }
+    assert tuple(rules) == REASON_CODES, "rules must follow the contract's precedence"
+    df = df.withColumn("wrong_type", F.expr(_wrong_type_sql()))
+    flagged = [F.when(F.expr(sql), F.lit(code)) for code, sql in rules.items()]
+    df = df.withColumn("reasons", F.filter(F.array(*flagged), lambda r: r.isNotNull()))
+    df = df.withColumn("reason", F.get(F.col("reasons"), 0)).drop("wrong_type")
+    return df.observe(
+        observe_as,
+        F.count_if(F.col("reason").isNull()).alias("valid"),
+        F.count_if(F.col("reason").isNotNull()).alias("rejected"),
+    )
+
+
+def _escape(pattern: str) -> str:
+    return pattern.replace("\\", "\\\\")
+
+
+def quarantine(validated: DataFrame) -> DataFrame:
+    """The rejected rows, in the columns of ``silver.events_quarantine``."""
+    return validated.where(F.col("reason").isNotNull()).select(
+        "reason",
+        "reasons",
+        "value",
+        "value_raw",
+        "key",
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_ts",
+        "ingest_ts",
+        F.current_timestamp().alias("quarantined_ts"),
+    )
+
+
+def _visitor_key(e: Column) -> Column:
+    ua = e["user_agent"]
+    material = F.concat_ws(
+        "|",
+        *[
+            F.coalesce(c, F.lit(""))
+            for c in (
+                e["ip"],
+                ua["family"],
+                ua["major"],
+                ua["minor"],
+                ua["patch"],
+                ua["os"]["family"],
+                ua["os"]["major"],
+                ua["device"]["family"],
+            )
+        ],
+    )
+    return (
+        F.when(e["user_id"].isNotNull(), F.concat(F.lit("u:"), e["user_id"].cast("string")))
+        .when(
+            F.coalesce(e["anonymous_id"], F.lit("")) != "", F.concat(F.lit("a:"), e["anonymous_id"])
+        )
+        .otherwise(F.concat(F.lit("h:"), F.sha2(material, 256)))
+    )
+
+
+def normalise(validated: DataFrame) -> DataFrame:
+    """The accepted rows, parsed with the explicit schema and flattened for analysis.
+
+    Event id: ``event_id`` when given, else SHA-256 of the raw value. Visitor key: see
+    ``webtraffic.contract.visitor_key``. URL parts and UTM parameters come from ``url``; header
+    names are lower-cased.
+    """
+    df = validated.where(F.col("reason").isNull())
+    e = F.from_json(F.col("value"), EVENT_SCHEMA)
+    df = df.withColumn("_e", e)
+    e = F.col("_e")
+    url = e["url"]
+    headers = F.transform_keys(e["headers"], lambda k, _v: F.lower(k))
+
+    def url_part(column: Column, part: str, key: str | None = None) -> Column:
+        args = [column, F.lit(part)] + ([F.lit(key)] if key else [])
+        return F.call_function("try_parse_url", *args)
+
+    ua = e["user_agent"]
+    return df.select(
+        F.coalesce(
+            F.nullif(e["event_id"], F.lit("")), F.sha2(F.encode("value", "UTF-8"), 256)
+        ).alias("event_id"),
+        F.coalesce(F.nullif(e["event_type"], F.lit("")), F.lit(DEFAULT_EVENT_TYPE)).alias(
+            "event_type"
+        ),
+        F.col("_event_ts").alias("event_time"),
+        _visitor_key(e).alias("visitor_key"),
+        e["user_id"].isNotNull().alias("is_logged_in"),
+        e["user_id"].alias("user_id"),
+        e["anonymous_id"].alias("anonymous_id"),
+        e["academy_id"].alias("academy_id"),
+        e["host"].alias("host"),
+        url.alias("url"),
+        F.lower(url_part(url, "PROTOCOL")).alias("url_scheme"),
+        F.lower(url_part(url, "HOST")).alias("url_host"),
+        F.coalesce(F.nullif(url_part(url, "PATH"), F.lit("")), F.lit("/")).alias("url_path"),
+        url_part(url, "QUERY").alias("url_query"),
+        *[
+            url_part(url, "QUERY", f"utm_{name}").alias(f"utm_{name}")
+            for name in ("source", "medium", "campaign", "term", "content")
+        ],
+        e["referrer"].alias("referrer"),
+        F.lower(url_part(e["referrer"], "HOST")).alias("referrer_host"),
+        e["ip"].alias("ip"),
+        ua["family"].alias("ua_family"),
+        ua["major"].alias("ua_major"),
+        ua["minor"].alias("ua_minor"),
+        ua["patch"].alias("ua_patch"),
+        ua["device"]["family"].alias("device_family"),
+        ua["os"]["family"].alias("os_family"),
+        ua["os"]["major"].alias("os_major"),
+        ua["os"]["minor"].alias("os_minor"),
+        headers["accept-language"].alias("accept_language"),
+        headers.alias("headers"),
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_ts",
+        "ingest_ts",
+        F.current_timestamp().alias("silver_ts"),
+    )
+
+
+def deduplicate(events: DataFrame, watermark: str = DEDUP_WATERMARK) -> DataFrame:
+    """Drops repeats of an event id seen within ``watermark`` of event time.
+
+    Streaming: the state holds each id until the watermark passes its event time plus the
+    delay, so it stays bounded. Batch: a plain distinct on the id (the first row is kept).
+    """
+    if events.isStreaming:
+        return events.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(
+            ["event_id"]
+        )
+    return events.dropDuplicates(["event_id"])

@@ -1,0 +1,264 @@
+"""The streaming apps: thin drivers that wire sources, pure transforms and sinks.
+
+``webtraffic stream bronze|silver|all`` runs the chosen layers' queries in one Spark application
+(``all`` spares the 2-core machine a second JVM). ``--available-now`` processes what is there
+and exits, layer after layer, so one run carries a backlog all the way through. SIGTERM and
+Ctrl-C stop the queries cleanly; a query failure stops the app with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from webtraffic.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger("webtraffic.streaming")
+
+LAYERS: tuple[str, ...] = ("bronze", "silver")
+"""Layers in data-flow order."""
+
+QUERIES: dict[str, tuple[str, ...]] = {
+    "bronze": ("bronze_events_raw",),
+    "silver": ("silver_events", "silver_quarantine"),
+}
+"""Streaming query names per layer (also the writer ids in snapshot summaries)."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the queries run.
+
+    Attributes:
+        available_now: Process what is available, then stop (tests, catch-up, benchmarks).
+        max_offsets_per_trigger: Kafka records per bronze micro-batch.
+        trigger_interval: Micro-batch interval of long-running queries.
+    """
+
+    available_now: bool = False
+    max_offsets_per_trigger: int = 10_000
+    trigger_interval: str = "5 seconds"
+
+    def trigger(self) -> dict[str, object]:
+        """``DataStreamWriter.trigger`` arguments."""
+        if self.available_now:
+            return {"availableNow": True}
+        return {"processingTime": self.trigger_interval}
+
+
+def checkpoint(settings: Settings, query_name: str) -> str:
+    """Checkpoint folder of a query."""
+    return f"{settings.checkpoint_root.rstrip('/')}/{query_name}"
+
+
+def start_bronze(
+    spark: SparkSession, settings: Settings, options: StreamOptions
+) -> list[StreamingQuery]:
+    """Kafka -> ``bronze.events_raw``."""
+    from webtraffic import io
+    from webtraffic.bronze import bronze_from_kafka
+    from webtraffic.tables import BRONZE_EVENTS_RAW
+
+    raw = io.read_kafka_stream(spark, settings, options.max_offsets_per_trigger)
+    (name,) = QUERIES["bronze"]
+    query = io.write(
+        bronze_from_kafka(raw),
+        BRONZE_EVENTS_RAW.name,
+        query_name=name,
+        checkpoint=checkpoint(settings, name),
+        trigger=options.trigger(),
+    )
+    assert query is not None
+    return [query]
+
+
+def start_silver(
+    spark: SparkSession, settings: Settings, options: StreamOptions
+) -> list[StreamingQuery]:
+    """``bronze.events_raw`` -> ``silver.events`` and ``silver.events_quarantine``."""
+    from pyspark.sql import functions as F
+
+    from webtraffic import io, silver
+    from webtraffic.tables import BRONZE_EVENTS_RAW, SILVER_EVENTS, SILVER_QUARANTINE
+
+    names = dict(zip(("events", "quarantine"), QUERIES["silver"], strict=True))
+    queries = []
+    for kind, table in (("events", SILVER_EVENTS), ("quarantine", SILVER_QUARANTINE)):
+        bronze = io.read_table_stream(
+            spark, BRONZE_EVENTS_RAW.name, 4 * options.max_offsets_per_trigger
+        ).where(F.col("kafka_topic") == settings.kafka.topic)
+        validated = silver.validate(bronze, observe_as=f"{names[kind]}_validation")
+        if kind == "events":
+            out = silver.deduplicate(silver.normalise(validated))
+        else:
+            out = silver.quarantine(validated)
+        query = io.write(
+            out,
+            table.name,
+            query_name=names[kind],
+            checkpoint=checkpoint(settings, names[kind]),
+            trigger=options.trigger(),
+        )
+        assert query is not None
+        queries.append(query)
+    return queries
+
+
+STARTERS: dict[str, Callable[[SparkSession, Settings, StreamOptions], list[StreamingQuery]]] = {
+    "bronze": start_bronze,
+    "silver": start_silver,
+}
+
+
+class StreamFailedError(RuntimeError):
+    """A streaming query stopped with an exception."""
+
+
+def _raise_failures(queries: list[StreamingQuery]) -> None:
+    for query in queries:
+        error = query.exception()
+        if error is not None:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise StreamFailedError(f"query {query.name} failed: {first}")
+
+
+def run_streams(
+    spark: SparkSession,
+    settings: Settings,
+    layers: list[str],
+    options: StreamOptions,
+    stop_requested: threading.Event | None = None,
+) -> list[str]:
+    """Runs the layers' queries in ``spark`` until they finish (available-now) or a stop.
+
+    Args:
+        spark: The session (with the project's catalog).
+        settings: Project settings (topic, checkpoints).
+        layers: Subset of :data:`LAYERS`.
+        options: Trigger and rate settings.
+        stop_requested: Set it to stop long-running queries cleanly.
+
+    Returns:
+        The ids of the queries that ran.
+
+    Raises:
+        StreamFailedError: A query failed.
+    """
+    from webtraffic.progress import ProgressRecorder
+    from webtraffic.tables import ensure_tables
+
+    stop = stop_requested or threading.Event()
+    ensure_tables(spark)
+    recorder = ProgressRecorder(spark).start()
+    started: list[StreamingQuery] = []
+    ordered = [layer for layer in LAYERS if layer in layers]
+    try:
+        if options.available_now:
+            # Layer after layer: silver's available-now must see all that bronze wrote.
+            for layer in ordered:
+                queries = STARTERS[layer](spark, settings, options)
+                started += queries
+                _wait(queries, stop, until_all_done=True)
+                _raise_failures(queries)
+                if stop.is_set():
+                    break
+        else:
+            for layer in ordered:
+                started += STARTERS[layer](spark, settings, options)
+            _wait(started, stop, until_all_done=False)
+            _raise_failures(started)
+    finally:
+        for query in started:
+            if query.isActive:
+                query.stop()
+        recorder.close([str(q.id) for q in started])
+    return [str(q.id) for q in started]
+
+
+def _wait(queries: list[StreamingQuery], stop: threading.Event, until_all_done: bool) -> None:
+    """Waits in short slices, so that a signal handler can run between them."""
+    while not stop.is_set():
+        active = [q for q in queries if q.isActive]
+        if not active or (not until_all_done and len(active) < len(queries)):
+            return
+        active[0].awaitTermination(1)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def _cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from webtraffic.errors import WebtrafficError
+    from webtraffic.spark_session import build_spark_session
+
+    layers = list(LAYERS) if args.layer == "all" else [args.layer]
+    options = StreamOptions(
+        available_now=args.available_now,
+        max_offsets_per_trigger=args.max_offsets,
+        trigger_interval=args.trigger_interval,
+    )
+    _configure_logging()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("%s received: stopping the queries", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    spark = build_spark_session(settings, app_name=f"webtraffic-stream-{args.layer}")
+    try:
+        ids = run_streams(spark, settings, layers, options, stop)
+    except StreamFailedError as exc:
+        raise WebtrafficError(str(exc)) from None
+    finally:
+        spark.stop()
+    log.info("stopped %d queries cleanly", len(ids))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Adds the ``stream`` command."""
+    p = subparsers.add_parser(
+        "stream",
+        help="run the streaming apps (bronze, silver, or all in one Spark application)",
+        description="Run the pipeline's Structured Streaming queries. Long-running unless "
+        "--available-now; SIGTERM or Ctrl-C stops cleanly.",
+    )
+    p.add_argument("layer", choices=(*LAYERS, "all"))
+    p.add_argument("--available-now", action="store_true", help="process what is there, then exit")
+    p.add_argument(
+        "--max-offsets",
+        type=_positive_int,
+        default=10_000,
+        help="Kafka records per bronze micro-batch (default 10,000)",
+    )
+    p.add_argument(
+        "--trigger-interval",
+        default="5 seconds",
+        help="micro-batch interval of long-running queries (default '5 seconds')",
+    )
+    p.set_defaults(handler=_cmd_stream)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
