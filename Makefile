@@ -21,7 +21,7 @@ GEO_DB_VERSION := 2.3.2026060513
 GEO_STAMP     := $(STATE)/geo/.dbip-city-mmdb-$(GEO_DB_VERSION)
 PYTEST_ARGS   ?=
 
-.PHONY: help setup run test lint format clean stop preflight browser
+.PHONY: help setup run test lint format clean stop preflight browser bench
 
 help: ## list the targets
 	@echo "webtraffic — real-time website-users analytics (Kafka -> Spark -> Iceberg, run by Airflow)"
@@ -98,6 +98,11 @@ browser: preflight
 
 test: setup browser lint ## set up if needed, lint, and run the whole test suite on the real stack
 	@$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup ## run every benchmark in benchmarks/ (prints figures, never fails on a time)
+	@for script in benchmarks/bench_*.py; do \
+		echo "==> $$script"; $(BIN)/python $$script || exit 1; echo; \
+	done
 
 lint: $(VENV_STAMP) ## ruff lint and format check
 	@$(BIN)/ruff check .
