@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
-    p_stack = sub.add_parser("stack", help="start, stop or inspect the local stack (Kafka, Airflow, streaming app)")
+    p_stack = sub.add_parser(
+        "stack", help="start, stop or inspect the local stack (Kafka, Airflow, streaming app)"
+    )
     p_stack.add_argument("action", choices=("up", "down", "status"))
     p_stack.add_argument("--json", action="store_true", help="machine-readable output")
     p_stack.set_defaults(handler=_cmd_stack)
