@@ -141,10 +141,12 @@ def _cmd_airflow(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    from webtraffic.apps import DATABRICKS_VARIABLES, SUPERVISOR_VARIABLES
     from webtraffic.settings import ENVIRONMENT_VARIABLES
 
     if args.variables:
-        for name, doc in ENVIRONMENT_VARIABLES.items():
+        variables = {**ENVIRONMENT_VARIABLES, **SUPERVISOR_VARIABLES, **DATABRICKS_VARIABLES}
+        for name, doc in variables.items():
             print(f"{name:36} {doc}")
         return 0
     # repr of Secret is masked, so printing the dataclass never leaks a credential.
