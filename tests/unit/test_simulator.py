@@ -191,6 +191,7 @@ def test_ledger_round_trip(tmp_path, suffix):
 
 
 def test_visitor_json_is_what_json_dumps_gives():
+    from webtraffic.contract import visitor_key
     from webtraffic.simulator.traffic import (
         TrafficModel,
         TrafficProfile,
@@ -199,9 +200,13 @@ def test_visitor_json_is_what_json_dumps_gives():
     )
 
     model = TrafficModel(5, TrafficProfile())
-    for _ in range(2000):
-        visitor = model.new_visitor()
-        assert _const_json(visitor) == _const_json_reference(visitor)
+    visitors = model.sample_visitors(2000)
+    assert {v.device_class for v in visitors} == {"desktop", "mobile", "tablet", "bot"}
+    for visitor in visitors:
+        # The text built in bulk is what json.dumps gives for the visitor's fields.
+        assert visitor.const_json == _const_json(visitor) == _const_json_reference(visitor)
+        key = visitor_key(visitor.user_id, visitor.anonymous_id, visitor.ip, visitor.user_agent)
+        assert visitor.key == key
 
 
 def test_page_views_come_in_nominal_time_order_from_the_start():

@@ -36,6 +36,9 @@ LEDGER_COLUMNS: dict[str, str] = {
 }
 
 
+_REPEATING = ["reason", "visitor_key", "key", "host", "path", "event_type", "device_class", "ip"]
+
+
 def write_ledger(rows: Iterable[dict[str, Any]], path: Path) -> int:
     """Writes ledger rows to ``path`` (Parquet if it ends in .parquet, else JSON lines).
 
@@ -55,13 +58,21 @@ def write_ledger_columns(columns: Mapping[str, Sequence[Any]], path: Path) -> in
         The number of rows written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    n = len(columns["seq"])
+    n = len(columns["seq"])  # type: ignore[arg-type]
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({name: pa.array(columns[name]) for name in LEDGER_COLUMNS})
-        pq.write_table(table, path)
+        table = pa.table(
+            {
+                name: columns[name]
+                if isinstance(columns[name], pa.Array)
+                else pa.array(columns[name])
+                for name in LEDGER_COLUMNS
+            }
+        )
+        # Dictionary encoding only where values repeat (event ids never do).
+        pq.write_table(table, path, use_dictionary=_REPEATING)
     else:
         with path.open("w", encoding="utf-8") as out:
             for row in rows_from_columns(columns):
@@ -72,10 +83,17 @@ def write_ledger_columns(columns: Mapping[str, Sequence[Any]], path: Path) -> in
 def rows_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Ledger rows as dicts (``LEDGER_COLUMNS`` order) from the ledger's columns."""
     names = list(LEDGER_COLUMNS)
-    return [
-        dict(zip(names, values, strict=True))
-        for values in zip(*(columns[n] for n in names), strict=True)
-    ]
+    lists = [_as_list(columns[n]) for n in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
+
+
+def _as_list(values: Any) -> list[Any]:
+    """A column as a list of Python values (Arrow arrays and numpy arrays included)."""
+    if hasattr(values, "to_pylist"):
+        return values.to_pylist()
+    if hasattr(values, "tolist"):
+        return values.tolist()
+    return list(values)
 
 
 def read_ledger(path: Path | str) -> list[dict[str, Any]]:

@@ -248,10 +248,12 @@ class ExpectedSession:
 
 
 def sessions(events: Iterable[Row], gap_ms: int = SESSION_GAP_MS) -> list[ExpectedSession]:
-    """Sessions per visitor key: a gap of ``gap_ms`` or more between events starts a new one.
+    """Sessions per visitor key: a gap of more than ``gap_ms`` between events starts a new one.
 
-    This is Spark's ``session_window`` rule: each event opens ``[t, t + gap)`` and overlapping
-    intervals merge, so events exactly ``gap_ms`` apart fall into two sessions.
+    This is Spark's ``session_window`` rule: each event opens ``[t, t + gap)`` and a session
+    absorbs the next event when that event starts at or before the session's end
+    (``MergingSessionsIterator``: ``sessionStart <= currentSessionEnd``), so events exactly
+    ``gap_ms`` apart stay in one session (checked on Spark 4.1).
     """
     by_visitor: dict[str, list[Row]] = defaultdict(list)
     for row in events:
@@ -261,7 +263,7 @@ def sessions(events: Iterable[Row], gap_ms: int = SESSION_GAP_MS) -> list[Expect
         rows.sort(key=lambda r: (r["event_time_ms"], r["seq"]))
         current: list[Row] = []
         for row in rows:
-            if current and row["event_time_ms"] >= current[-1]["event_time_ms"] + gap_ms:
+            if current and row["event_time_ms"] > current[-1]["event_time_ms"] + gap_ms:
                 out.append(_session(key, current))
                 current = []
             current.append(row)

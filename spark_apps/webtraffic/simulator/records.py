@@ -11,7 +11,7 @@ import heapq
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -21,6 +21,7 @@ from webtraffic.contract import MAX_PAYLOAD_BYTES, REASON_CODES
 from webtraffic.simulator.traffic import EVENT_TYPES, EXTRA_JSON, TZ_SUFFIX, TrafficModel, Views
 
 MALFORMED_KINDS: tuple[str, ...] = REASON_CODES
+SendMany = Callable[[list[bytes], list[bytes], "np.ndarray | None"], None]
 
 
 @dataclass(frozen=True)
@@ -77,19 +78,43 @@ def _encode(payload: Any) -> bytes:
 
 @dataclass
 class Sent:
-    """What was sent, one entry per record in send order (``seq`` is the index)."""
+    """What was sent, one entry per record in send order (``seq`` is the index), as columns.
 
-    event_id: list[str] = field(default_factory=list)
-    reason: list[str | None] = field(default_factory=list)
-    duplicate_of: list[int | None] = field(default_factory=list)
-    late_by_ms: list[int] = field(default_factory=list)
-    out_of_order: list[bool] = field(default_factory=list)
-    send_ms: list[int] = field(default_factory=list)
-    event_time_ms: list[int | None] = field(default_factory=list)
-    visitor: list[int] = field(default_factory=list)
-    page: list[int] = field(default_factory=list)
-    event_type: list[int] = field(default_factory=list)
-    size: list[int] = field(default_factory=list)
+    ``duplicate_of`` is -1 for an original; ``event_time_ms`` holds 0 where ``has_event_time``
+    is false (the record carries no usable event time).
+    """
+
+    event_id: np.ndarray
+    reason: np.ndarray
+    duplicate_of: np.ndarray
+    late_by_ms: np.ndarray
+    out_of_order: np.ndarray
+    send_ms: np.ndarray
+    event_time_ms: np.ndarray
+    has_event_time: np.ndarray
+    visitor: np.ndarray
+    page: np.ndarray
+    event_type: np.ndarray
+    size: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    @staticmethod
+    def concat(parts: list[dict[str, np.ndarray]]) -> Sent:
+        """Joins per-batch columns (dicts named like the fields)."""
+        names = list(Sent.__dataclass_fields__)
+        if not parts:
+            return Sent(*(np.zeros(0, dtype=_SENT_TYPES[n]) for n in names))
+        return Sent(*(np.concatenate([part[n] for part in parts]) for n in names))
+
+
+_SENT_TYPES: dict[str, Any] = {
+    "event_id": object, "reason": object, "duplicate_of": np.int64, "late_by_ms": np.int64,
+    "out_of_order": bool, "send_ms": np.int64, "event_time_ms": np.int64,
+    "has_event_time": bool, "visitor": np.int64, "page": np.int64, "event_type": np.int64,
+    "size": np.int64,
+}  # fmt: skip
 
 
 class RecordStream:
@@ -123,37 +148,211 @@ class RecordStream:
 
     def run(
         self,
-        send: Callable[[bytes, bytes], None],
+        send_many: SendMany,
         limit: int | None = None,
         end_ms: int | None = None,
         tick: Callable[[int], None] | None = None,
     ) -> Sent:
         """Sends records until ``limit`` records went out or nominal time reaches ``end_ms``.
 
-        Records still held back at the end are not sent (a stop is a stop).
+        Records still held back at the end are not sent (a stop is a stop). ``send_many``
+        takes keys, values and the CRC32 of each key (or None), in send order.
 
         Returns:
             What was sent, in send order.
         """
+        if self.realtime:
+            return self._run_per_record(send_many, limit, end_ms, tick)
+        return self._run_bulk(send_many, limit, tick)
+
+    def _run_bulk(
+        self,
+        send_many: SendMany,
+        limit: int | None,
+        tick: Callable[[int], None] | None,
+    ) -> Sent:
+        """As fast as possible: a time slice at a time, the send order worked out in bulk.
+
+        Each record gets a sort key: four times its position among the originals, plus
+        ``4 * hold + 2`` when held back (sent after the next ``hold`` records), and a
+        duplicate the key of its original plus ``4 * after + 1`` (sent after ``after`` more
+        records). Keys beyond the slice wait for the next one.
+        """
+        imp, np_rng, m = self.imp, self.np_rng, self.model
+        limit = limit if limit is not None else 2**62
+        kinds = imp.malformed_kinds
+        sha256 = hashlib.sha256
+        type_json = [',"event_type":"' + t + '"' for t in EVENT_TYPES]
+        v_const, v_key = m.v_const, m.v_key
+        parts: list[dict[str, np.ndarray]] = []
+        carried: dict[str, np.ndarray] | None = None
+        dup_seq: dict[int, int] = {}  # position of an original with a copy -> its seq
+        emitted = 0
+        base = 0  # position of the slice's first original
+        for views in self.chunks:
+            n = len(views.nominal_ms)
+            nominal = views.nominal_ms
+            late_ms = np.zeros(n, dtype=np.int64)
+            if imp.late_rate:
+                late = np_rng.random(n) < imp.late_rate
+                delay = np_rng.lognormal(np.log(imp.late_median_s), imp.late_sigma, int(late.sum()))
+                late_ms[late] = (np.minimum(delay, imp.late_max_s) * 1000).astype(np.int64)
+            hold_for = np.zeros(n, dtype=np.int64)
+            if imp.out_of_order_rate:
+                ooo = np_rng.random(n) < imp.out_of_order_rate
+                hold_for[ooo] = np_rng.integers(1, imp.out_of_order_max_records + 1, int(ooo.sum()))
+            dup_after = np.full(n, -1, dtype=np.int64)
+            if imp.duplicate_rate:
+                dup = np_rng.random(n) < imp.duplicate_rate
+                dup_after[dup] = np_rng.integers(0, 4, int(dup.sum()))
+            bad = np.full(n, -1, dtype=np.int64)
+            if imp.malformed_rate:
+                mal = np_rng.random(n) < imp.malformed_rate
+                bad[mal] = np_rng.integers(0, len(kinds), int(mal.sum()))
+            hex_ids = np_rng.bytes(16 * n).hex()
+            vis = views.visitor
+            vis_list = vis.tolist()
+            tz = m.v_tz[vis]
+            rich = m.v_rich[vis]
+            event_ms = nominal - late_ms
+            local = (event_ms + tz * 60_000).astype("datetime64[ms]")
+            texts = np.datetime_as_string(local, unit="ms").astype(object)
+            for offset in np.unique(tz).tolist():
+                texts[tz == offset] += TZ_SUFFIX[offset]
+            event_id = np.full(n, None, dtype=object)
+            tails = np.full(n, "", dtype=object)
+            rich_at = np.flatnonzero(rich).tolist()
+            if rich_at:
+                ids = [hex_ids[32 * i : 32 * i + 32] for i in rich_at]
+                event_id[rich_at] = ids
+                tails[rich_at] = [
+                    f'{type_json[et]},"event_id":"{eid}"{EXTRA_JSON[ex]}'
+                    for et, eid, ex in zip(
+                        views.event_type[rich_at].tolist(), ids, views.extra[rich_at].tolist(),
+                        strict=True,
+                    )
+                ]  # fmt: skip
+            values = [
+                f'{{"url":{url},"referrer":{ref}{const}{tail},"event_time":"{text}"}}'.encode()
+                for url, ref, const, tail, text in zip(
+                    views.url.tolist(), views.referrer.tolist(), map(v_const.__getitem__, vis_list),
+                    tails.tolist(), texts.tolist(), strict=True,
+                )
+            ]  # fmt: skip
+            reason = np.full(n, None, dtype=object)
+            has_time = np.ones(n, dtype=bool)
+            for i in np.flatnonzero(bad >= 0).tolist():
+                kind = kinds[bad[i]]
+                value, when = self._malformed(kind, json.loads(values[i]), int(event_ms[i]))
+                values[i] = value
+                reason[i] = kind
+                event_id[i] = sha256(value).hexdigest()
+                dup_after[i] = -1
+                if when is None:
+                    has_time[i] = False
+                else:
+                    event_ms[i] = when
+            for i in np.flatnonzero(~rich & (bad < 0)).tolist():
+                event_id[i] = sha256(values[i]).hexdigest()
+            value_arr = np.empty(n, dtype=object)
+            value_arr[:] = values
+            position = base + np.arange(n, dtype=np.int64)
+            order_key = 4 * position + np.where(hold_for > 0, 4 * hold_for + 2, 0)
+            copies = np.flatnonzero(dup_after >= 0)
+            src = np.concatenate((np.arange(n), copies))
+            is_copy = np.zeros(len(src), dtype=bool)
+            is_copy[n:] = True
+            items = {
+                "key": np.concatenate((order_key, order_key[copies] + 4 * dup_after[copies] + 1)),
+                "origin": position[src],
+                "copy": is_copy,
+                "has_copy": (dup_after >= 0)[src] & ~is_copy,
+                "value": value_arr[src],
+                "event_id": event_id[src],
+                "reason": np.where(is_copy, None, reason[src]),
+                "late_by_ms": late_ms[src],
+                "out_of_order": (hold_for[src] > 0) & ~is_copy,
+                "send_ms": nominal[src],
+                "event_time_ms": event_ms[src],
+                "has_event_time": has_time[src],
+                "visitor": vis[src],
+                "page": views.page[src],
+                "event_type": views.event_type[src],
+            }
+            base += n
+            if carried is not None:
+                items = {k: np.concatenate((carried[k], v)) for k, v in items.items()}
+            order = np.argsort(items["key"], kind="stable")
+            due = int(np.searchsorted(items["key"][order], 4 * base))
+            later, order = order[due:], order[:due]
+            carried = {k: v[later] for k, v in items.items()} if len(later) else None
+            order = order[: max(0, limit - emitted)]
+            batch = {k: v[order] for k, v in items.items()}
+            count = len(order)
+            dup_of = np.full(count, -1, dtype=np.int64)
+            for j in np.flatnonzero(batch["has_copy"] | batch["copy"]).tolist():
+                origin = int(batch["origin"][j])
+                if batch["copy"][j]:
+                    dup_of[j] = dup_seq.pop(origin)
+                else:
+                    dup_seq[origin] = emitted + j
+            out_values = batch["value"].tolist()
+            visitors = batch["visitor"]
+            send_many(
+                list(map(v_key.__getitem__, visitors.tolist())), out_values, m.v_crc[visitors]
+            )
+            parts.append(
+                {
+                    "event_id": batch["event_id"], "reason": batch["reason"],
+                    "duplicate_of": dup_of, "late_by_ms": batch["late_by_ms"],
+                    "out_of_order": batch["out_of_order"], "send_ms": batch["send_ms"],
+                    "event_time_ms": np.where(batch["has_event_time"], batch["event_time_ms"], 0),
+                    "has_event_time": batch["has_event_time"], "visitor": visitors,
+                    "page": batch["page"], "event_type": batch["event_type"],
+                    "size": np.fromiter(map(len, out_values), dtype=np.int64, count=count),
+                }
+            )  # fmt: skip
+            emitted += count
+            if tick is not None:
+                tick(emitted)
+            if emitted >= limit:
+                break
+        return Sent.concat(parts)
+
+    def _run_per_record(
+        self,
+        send_many: SendMany,
+        limit: int | None = None,
+        end_ms: int | None = None,
+        tick: Callable[[int], None] | None = None,
+    ) -> Sent:
+        """Real time: record by record, each sent at its nominal time by the clock."""
         imp, np_rng = self.imp, self.np_rng
-        sent = Sent()
-        ids, reasons, dups, lates, ooos = (
-            sent.event_id,
-            sent.reason,
-            sent.duplicate_of,
-            sent.late_by_ms,
-            sent.out_of_order,
-        )
-        sends, etimes, visitors, pages, types, sizes = (
-            sent.send_ms,
-            sent.event_time_ms,
-            sent.visitor,
-            sent.page,
-            sent.event_type,
-            sent.size,
-        )
+        ids: list[Any] = []
+        reasons: list[Any] = []
+        dups: list[int] = []
+        lates: list[int] = []
+        ooos: list[bool] = []
+        sends: list[int] = []
+        etimes: list[int | None] = []
+        visitors: list[int] = []
+        pages: list[int] = []
+        types: list[int] = []
+        sizes: list[int] = []
+
+        def result() -> Sent:
+            return Sent(
+                np.asarray(ids, dtype=object), np.asarray(reasons, dtype=object),
+                np.asarray(dups, dtype=np.int64), np.asarray(lates, dtype=np.int64),
+                np.asarray(ooos, dtype=bool), np.asarray(sends, dtype=np.int64),
+                np.asarray([0 if t is None else t for t in etimes], dtype=np.int64),
+                np.asarray([t is not None for t in etimes], dtype=bool),
+                np.asarray(visitors, dtype=np.int64), np.asarray(pages, dtype=np.int64),
+                np.asarray(types, dtype=np.int64), np.asarray(sizes, dtype=np.int64),
+            )  # fmt: skip
+
         m = self.model
-        v_const, v_key, v_rich, v_tz = m.v_const, m.v_key, m.v_rich, m.v_tz
+        v_const, v_key = m.v_const, m.v_key
         type_json = [',"event_type":"' + t + '"' for t in EVENT_TYPES]
         limit = limit if limit is not None else 2**62
         end_ms = end_ms if end_ms is not None else 2**62
@@ -165,11 +364,11 @@ class RecordStream:
 
         def emit(key: bytes, value: bytes, facts: tuple[Any, ...], dup_after: int) -> None:
             nonlocal emitted, tie
-            send(key, value)
+            send_many([key], [value], None)
             (event_id, reason, dup_of, late, ooo, send_ms, event_ms, vi, pg, et) = facts
             ids.append(event_id)
             reasons.append(reason)
-            dups.append(dup_of)
+            dups.append(-1 if dup_of is None else dup_of)
             lates.append(late)
             ooos.append(ooo)
             sends.append(send_ms)
@@ -189,6 +388,7 @@ class RecordStream:
                 tick(emitted)
 
         for views in self.chunks:
+            v_rich, v_tz = m.v_rich.tolist(), m.v_tz.tolist()
             n = len(views.nominal_ms)
             nominal = views.nominal_ms
             late_ms = np.zeros(n, dtype=np.int64)
@@ -228,7 +428,7 @@ class RecordStream:
                 while held and held[0][0] <= emitted:
                     emit(*heapq.heappop(held)[2])
                 if emitted >= limit or t >= end_ms:
-                    return sent
+                    return result()
                 offset = v_tz[vi]
                 if self.realtime:
                     t = _realtime_clock(t)
@@ -262,7 +462,7 @@ class RecordStream:
                     heapq.heappush(held, (emitted + hold, tie, (v_key[vi], value, facts, dup_i)))
                 else:
                     emit(v_key[vi], value, facts, dup_i)
-        return sent
+        return result()
 
     def _malformed(
         self, kind: str, payload: dict[str, Any], event_ms: int

@@ -29,7 +29,7 @@ import numpy as np
 from webtraffic.contract import MAX_FUTURE_SKEW, fingerprint, visitor_key
 from webtraffic.errors import WebtrafficError
 from webtraffic.settings import Settings
-from webtraffic.simulator import oracle
+from webtraffic.simulator import catalogs, oracle
 from webtraffic.simulator.ledger import (
     LEDGER_COLUMNS,
     rows_from_columns,
@@ -202,6 +202,42 @@ class KafkaSink:
         if len(self._sent_ts) % 10_000 == 0:
             self._producer.poll(0)
 
+    def send_many(
+        self, keys: list[bytes], values: list[bytes], crcs: np.ndarray | None = None
+    ) -> None:
+        """Queues records in order; ``crcs`` (CRC32 of each key) spares hashing the keys again.
+
+        Records are stamped with the clock a few thousand at a time.
+        """
+        if crcs is None:
+            partitions = [zlib.crc32(key) % self.partitions for key in keys]
+        else:
+            partitions = (crcs % self.partitions).tolist()
+        producer = self._producer
+        produce, poll, topic = producer.produce, producer.poll, self.topic
+        step = 2000
+        for lo in range(0, len(values), step):
+            timestamp = int(time.time() * 1000)
+            hi = min(lo + step, len(values))
+            for key, value, partition in zip(
+                keys[lo:hi], values[lo:hi], partitions[lo:hi], strict=True
+            ):
+                try:
+                    produce(topic, value, key, partition, timestamp=timestamp)
+                except BufferError:
+                    while True:
+                        poll(0.05)
+                        try:
+                            produce(topic, value, key, partition, timestamp=timestamp)
+                            break
+                        except BufferError:
+                            continue
+            self._sent_ts.extend([timestamp] * (hi - lo))
+            poll(0)
+        self._sent_partition.extend(partitions)
+        self._keys.extend(keys)
+        self._hashes.extend(map(hash, values))
+
     def close(self, timeout: float = 60.0) -> Coordinates:
         """Waits for every delivery, then works out where each record landed.
 
@@ -227,27 +263,23 @@ class KafkaSink:
             del self._producer
 
     def _coordinates(self) -> Coordinates:
-        counts = [0] * self.partitions
-        for partition in self._sent_partition:
-            counts[partition] += 1
+        sent_partition = np.asarray(self._sent_partition, dtype=np.int64)
+        counts = np.bincount(sent_partition, minlength=self.partitions).tolist()
         ends = self._ends()
         for _ in range(50):  # the high watermark can trail the last acknowledgement briefly
             if all(e - s >= c for s, e, c in zip(self._start, ends, counts, strict=True)):
                 break
             time.sleep(0.1)
             ends = self._ends()
-        offsets: list[int] = [0] * len(self._sent_partition)
+        offsets = np.zeros(len(sent_partition), dtype=np.int64)
         for partition in range(self.partitions):
-            mine = [i for i, p in enumerate(self._sent_partition) if p == partition]
+            mine = np.flatnonzero(sent_partition == partition)
             start, end = self._start[partition], ends[partition]
             if end - start == len(mine):
-                for k, i in enumerate(mine):
-                    offsets[i] = start + k
+                offsets[mine] = start + np.arange(len(mine))
             else:
-                found = self._read_back(partition, start, end, mine)
-                for i, offset in zip(mine, found, strict=True):
-                    offsets[i] = offset
-        return Coordinates(self._sent_partition, offsets, self._sent_ts)
+                offsets[mine] = self._read_back(partition, start, end, mine.tolist())
+        return Coordinates(self._sent_partition, offsets.tolist(), self._sent_ts)
 
     def _read_back(self, partition: int, start: int, end: int, mine: list[int]) -> list[int]:
         """Offsets of this sink's records in ``[start, end)`` of a partition others wrote to too.
@@ -298,6 +330,14 @@ class FileSink:
         del key
         self._file.write(value + b"\n")
 
+    def send_many(
+        self, keys: list[bytes], values: list[bytes], crcs: np.ndarray | None = None
+    ) -> None:
+        """Appends the values, one a line."""
+        del keys, crcs
+        if values:
+            self._file.write(b"\n".join(values) + b"\n")
+
     def close(self) -> None:
         """Closes the file; a file has no Kafka coordinates."""
         self._file.close()
@@ -320,86 +360,82 @@ Sink = KafkaSink | FileSink
 
 def _ledger_columns(
     model: TrafficModel, sent: Sent, coordinates: Coordinates | None
-) -> dict[str, list[Any]]:
-    """The ledger as columns (``LEDGER_COLUMNS`` order), one entry per record in send order."""
-    n = len(sent.event_id)
-    if coordinates is not None:
-        partition: list[Any] = coordinates.partition
-        offset: list[Any] = coordinates.offset
-        kafka_ts: list[Any] = coordinates.timestamp_ms
-    else:
-        partition = offset = kafka_ts = [None] * n
+) -> dict[str, Any]:
+    """The ledger as Arrow columns (``LEDGER_COLUMNS`` order), one entry per record.
+
+    Per-visitor and per-page text is taken from the model's tables, not built per row.
+    """
+    import pyarrow as pa
+
+    n = len(sent)
     reason = sent.reason
     if coordinates is not None:
+        kafka_ts_np = np.asarray(coordinates.timestamp_ms, dtype=np.int64)
+        partition = pa.array(np.asarray(coordinates.partition, dtype=np.int64))
+        offset = pa.array(np.asarray(coordinates.offset, dtype=np.int64))
+        kafka_ts = pa.array(kafka_ts_np)
         # The contract measures the future against the Kafka timestamp: honour it for every
         # record (a run whose --start lies over an hour ahead of the clock).
-        skew = MAX_FUTURE_SKEW.total_seconds() * 1000
-        limit = np.asarray(kafka_ts, dtype=np.float64) + skew
-        event_ms = np.asarray(
-            [-(2**62) if t is None else t for t in sent.event_time_ms], dtype=np.float64
-        )
-        future = np.flatnonzero(event_ms > limit).tolist()
-        if future:
-            reason = list(reason)
-            for i in future:
-                if reason[i] is None:
-                    reason[i] = "future_event_time"
-    visitors = model.visitors
-
-    def per_visitor(values: list[Any]) -> list[Any]:
-        return list(map(values.__getitem__, sent.visitor))
-
-    keys = per_visitor([v.key for v in visitors])
-    columns: dict[str, list[Any]] = {
-        "seq": list(range(n)),
-        "event_id": sent.event_id,
-        "valid": [r is None for r in reason],
-        "reason": reason,
-        "duplicate_of": sent.duplicate_of,
-        "late_by_ms": sent.late_by_ms,
-        "out_of_order": sent.out_of_order,
+        skew = int(MAX_FUTURE_SKEW.total_seconds() * 1000)
+        future = sent.has_event_time & (sent.event_time_ms > kafka_ts_np + skew)
+        future &= np.equal(reason, None)
+        if future.any():
+            reason = reason.copy()
+            reason[future] = "future_event_time"
+    else:
+        partition = offset = kafka_ts = pa.nulls(n, pa.int64())
+    visitor = pa.array(sent.visitor)
+    keys = pa.array(model.v_keystr, pa.string()).take(visitor)
+    hosts = pa.array([site.host for site in catalogs.SITES], pa.string())
+    return {
+        "seq": pa.array(np.arange(n, dtype=np.int64)),
+        "event_id": pa.array(sent.event_id, pa.string()),
+        "valid": pa.array(np.equal(reason, None).astype(bool)),
+        "reason": pa.array(reason, pa.string()),
+        "duplicate_of": pa.array(sent.duplicate_of, mask=sent.duplicate_of < 0),
+        "late_by_ms": pa.array(sent.late_by_ms),
+        "out_of_order": pa.array(sent.out_of_order),
         "partition": partition,
         "offset": offset,
         "kafka_ts_ms": kafka_ts,
-        "send_ms": sent.send_ms,
-        "event_time_ms": sent.event_time_ms,
+        "send_ms": pa.array(sent.send_ms),
+        "event_time_ms": pa.array(sent.event_time_ms, mask=~sent.has_event_time),
         "visitor_key": keys,
         "key": keys,
-        "host": per_visitor([v.site.host for v in visitors]),
-        "path": list(map(model.paths.__getitem__, sent.page)),
-        "event_type": list(map(EVENT_TYPES.__getitem__, sent.event_type)),
-        "is_bot": per_visitor([v.is_bot for v in visitors]),
-        "device_class": per_visitor([v.device_class for v in visitors]),
-        "ip": per_visitor([v.ip for v in visitors]),
-        "size": sent.size,
+        "host": hosts.take(pa.array(model.v_site[sent.visitor])),
+        "path": pa.array(model.paths, pa.string()).take(pa.array(sent.page)),
+        "event_type": pa.array(list(EVENT_TYPES), pa.string()).take(pa.array(sent.event_type)),
+        "is_bot": pa.array(model.v_bot[sent.visitor]),
+        "device_class": pa.array(model.v_device, pa.string()).take(visitor),
+        "ip": pa.array(model.v_ip, pa.string()).take(visitor),
+        "size": pa.array(sent.size),
     }
-    return columns
 
 
-def _summarise(columns: dict[str, list[Any]], summary: SimulationSummary) -> None:
-    summary.records = len(columns["seq"])
-    seen: set[str] = set()
-    for event_id, valid, dup in zip(
-        columns["event_id"], columns["valid"], columns["duplicate_of"], strict=True
-    ):
-        if valid and dup is None and event_id not in seen:
-            seen.add(event_id)
-    summary.valid_unique = len(seen)
-    summary.malformed = columns["valid"].count(False)
-    summary.duplicates = len(columns["duplicate_of"]) - columns["duplicate_of"].count(None)
-    late = [
-        lateness
-        for lateness, dup in zip(columns["late_by_ms"], columns["duplicate_of"], strict=True)
-        if dup is None and lateness > 0
-    ]
-    summary.late = len(late)
-    summary.late_beyond_watermark = sum(1 for d in late if d > oracle.WATERMARK_DELAY_MS)
-    summary.out_of_order = columns["out_of_order"].count(True)
-    reasons: dict[str, int] = {}
-    for reason in columns["reason"]:
-        if reason:
-            reasons[reason] = reasons.get(reason, 0) + 1
-    summary.reasons = dict(sorted(reasons.items()))
+def _column(values: Any) -> np.ndarray:
+    """A ledger column (Arrow array or list) as a numpy array (None where null)."""
+    if hasattr(values, "to_numpy"):
+        if values.null_count:
+            return np.asarray(values.to_pylist(), dtype=object)
+        return values.to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=object)
+
+
+def _summarise(columns: dict[str, Any], summary: SimulationSummary) -> None:
+    event_id = _column(columns["event_id"])
+    valid = _column(columns["valid"]).astype(bool)
+    original = np.equal(_column(columns["duplicate_of"]), None)
+    late_by = _column(columns["late_by_ms"]).astype(np.int64)
+    summary.records = len(event_id)
+    summary.valid_unique = len(set(event_id[valid & original].tolist()))
+    summary.malformed = int((~valid).sum())
+    summary.duplicates = int((~original).sum())
+    late = original & (late_by > 0)
+    summary.late = int(late.sum())
+    summary.late_beyond_watermark = int((late & (late_by > oracle.WATERMARK_DELAY_MS)).sum())
+    summary.out_of_order = int(_column(columns["out_of_order"]).astype(bool).sum())
+    reasons, counts = np.unique(_column(columns["reason"])[~valid].astype(str), return_counts=True)
+    summary.reasons = {str(r): int(c) for r, c in zip(reasons, counts, strict=True)}
 
 
 def simulate(
@@ -467,11 +503,11 @@ def simulate(
     started = time.monotonic()
     coordinates = None
     try:
-        sent = stream.run(sink.send, limit=limit, end_ms=end_ms, tick=bar.update)
+        sent = stream.run(_send_many(sink), limit=limit, end_ms=end_ms, tick=bar.update)
     finally:
         coordinates = sink.close()
     elapsed = time.monotonic() - started
-    bar.close(len(sent.event_id))
+    bar.close(len(sent))
     columns = _ledger_columns(model, sent, coordinates)
     summary = SimulationSummary(seconds=elapsed, sink=sink.name)
     _summarise(columns, summary)
@@ -479,6 +515,19 @@ def simulate(
         write_ledger_columns(columns, ledger_path)
         summary.ledger = str(ledger_path)
     return summary, rows_from_columns(columns) if rows else []
+
+
+def _send_many(sink: Any) -> Any:
+    """The sink's ``send_many``, or one made of its ``send`` (any object with ``send`` will do)."""
+    if hasattr(sink, "send_many"):
+        return sink.send_many
+
+    def send_many(keys: list[bytes], values: list[bytes], crcs: Any = None) -> None:
+        del crcs
+        for key, value in zip(keys, values, strict=True):
+            sink.send(key, value)
+
+    return send_many
 
 
 def _iter_lines(path: Path) -> Iterator[bytes]:

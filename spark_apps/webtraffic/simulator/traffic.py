@@ -17,9 +17,11 @@ seeded with the same seed, so the whole model is deterministic for a seed.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import ipaddress
 import json
 import random
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from webtraffic.contract import visitor_key
+from webtraffic.contract import user_agent_signature
 from webtraffic.simulator import catalogs
 
 T = TypeVar("T")
@@ -129,6 +131,14 @@ TZ_SUFFIX = {
     else f"{'+' if offset > 0 else '-'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
     for offset in set(_TZ_OFFSETS)
 }
+_QUOTED_LANGUAGES = tuple(_quote(language) for language in _LANGUAGES)
+_ACCEPT = '"accept":"text/html,application/xhtml+xml"'
+_MOBILE_HINT = {
+    "desktop": _ACCEPT + "}",
+    "bot": _ACCEPT + "}",
+    "mobile": _ACCEPT + ',"sec-ch-ua-mobile":"?1"}',
+    "tablet": _ACCEPT + ',"sec-ch-ua-mobile":"?1"}',
+}
 EVENT_TYPES: tuple[str, ...] = ("page_view", "click", "scroll")
 EXTRA_JSON: tuple[str, ...] = (
     "",
@@ -201,6 +211,11 @@ def _const_json_reference(visitor: Visitor) -> str:
     return "," + json.dumps(fields, separators=(",", ":"))[1:-1]
 
 
+def _cdf(weights: Sequence[float]) -> np.ndarray:
+    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
+    return cumulative / cumulative[-1]
+
+
 class _Network:
     """An address range as integers (``ipaddress`` arithmetic is slow on the hot path)."""
 
@@ -220,19 +235,41 @@ class TrafficModel:
         profile: Audience shape.
     """
 
-    def __init__(self, seed: int, profile: TrafficProfile) -> None:
-        self.rng = random.Random(seed)  # per-visitor draws and rare per-record ones
+    def __init__(
+        self, seed: int, profile: TrafficProfile, worker: int = 0, workers: int = 1
+    ) -> None:
+        self.rng = random.Random(seed)  # the rare per-record strings
         self.np_rng = np.random.default_rng(seed)  # everything drawn in bulk
         self.profile = profile
-        self._visitors = 0
+        # Visitor numbers (and so user ids) are unique across the workers of a parallel run.
+        self._worker, self._workers = worker, workers
         self._pages = {site.host: self._page_tree(site) for site in catalogs.SITES}
         self._v4 = self._ranges(catalogs.PUBLIC_V4)
         self._v6 = self._ranges(catalogs.PUBLIC_V6)
         self._private = [_Network(ipaddress.ip_network(c)) for c in catalogs.NON_ROUTABLE]
-        self._humans = WeightedChoice(catalogs.HUMAN_AGENTS, [a[0] for a in catalogs.HUMAN_AGENTS])
-        self._bots = WeightedChoice(catalogs.BOT_AGENTS, [a[0] for a in catalogs.BOT_AGENTS])
-        self._sites = WeightedChoice(catalogs.SITES, [s.weight for s in catalogs.SITES])
-        self._site_index = {site.host: i for i, site in enumerate(catalogs.SITES)}
+        self._v4_cdf = np.asarray(self._v4.cumulative) / self._v4.total
+        self._v6_cdf = np.asarray(self._v6.cumulative) / self._v6.total
+        self._human_cdf = _cdf([a[0] for a in catalogs.HUMAN_AGENTS])
+        self._bot_cdf = _cdf([a[0] for a in catalogs.BOT_AGENTS])
+        self._site_cdf = _cdf([s.weight for s in catalogs.SITES])
+        self._site_text = [
+            (f'"academy_id":{site.academy_id}', f'"host":{_quote(site.host)}')
+            for site in catalogs.SITES
+        ]
+        self._human_quoted = [
+            (_quote(a[2]), _quote(a[6]), _quote(a[4])) for a in catalogs.HUMAN_AGENTS
+        ]
+        self._bot_text = []
+        for _, family, major, device, header in catalogs.BOT_AGENTS:
+            user_agent: dict[str, Any] = {
+                "family": family, "major": major, "minor": None, "patch": None,
+                "device": {"family": device, "major": None, "minor": None, "patch": None},
+                "os": {"family": "Other", "major": None, "minor": None, "patch": None},
+            }  # fmt: skip
+            self._bot_text.append(
+                (_ua_json(user_agent), header, user_agent_signature(user_agent), "bot",
+                 _MOBILE_HINT["bot"])
+            )  # fmt: skip
         # One page table over all sites: path, JSON-quoted URL, and a CDF per site.
         self.paths: list[str] = []
         urls: list[str] = []
@@ -243,14 +280,19 @@ class TrafficModel:
             self.paths.extend(tree.population)
             urls.extend(_quote(f"https://{site.host}{path}") for path in tree.population)
         self._url_json = np.asarray(urls, dtype=object)
-        # The visitor table, as columns.
+        # The visitor table, as columns (text only for visitors seen after the start).
+        self.keep_visitors = False  # also keep Visitor objects (tests)
         self.visitors: list[Visitor] = []
         self.v_const: list[str] = []
         self.v_key: list[bytes] = []
-        self.v_rich: list[bool] = []
-        self.v_tz: list[int] = []
-        self.v_site: list[int] = []
-        self.v_bot: list[bool] = []
+        self.v_keystr: list[str] = []
+        self.v_ip: list[str] = []
+        self.v_device: list[str] = []
+        self.v_crc = np.zeros(1024, dtype=np.int64)  # CRC32 of the key (Kafka partitioning)
+        self.v_rich = np.zeros(0, dtype=bool)
+        self.v_tz = np.zeros(0, dtype=np.int64)
+        self.v_site = np.zeros(0, dtype=np.int64)
+        self.v_bot = np.zeros(0, dtype=bool)
         self._buckets: dict[int, list[Views]] = {}
         self._serial = 0
         self._start_ms = 0
@@ -283,29 +325,137 @@ class TrafficModel:
             [_Network(ipaddress.ip_network(c)) for _, _, c in table], [w for _, w, _ in table]
         )
 
-    def _address_in(self, network: _Network) -> str:
-        offset = 1 + int(self.rng.random() * (network.size - 2)) if network.size > 2 else 0
-        value = network.base + offset
-        if network.version == 4:
-            return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
-        return str(ipaddress.IPv6Address(value))
+    # --- visitors, in bulk ----------------------------------------------------------------
 
-    # --- visitors --------------------------------------------------------------------------
+    def _draw_visitors(self, n: int) -> dict[str, np.ndarray]:
+        """Draws the attributes of ``n`` new visitors at once, as numbers (no text yet)."""
+        rng, p = self.np_rng, self.profile
+        u = rng.random((14, n))
 
-    def new_visitor(self) -> Visitor:
-        """Draws a new visitor with stable attributes."""
-        rng, p = self.rng, self.profile
-        self._visitors += 1
-        site = self._sites.draw(rng)
-        is_bot = rng.random() < p.bot_share
-        if rng.random() < p.non_routable_share:
-            ip = self._address_in(rng.choice(self._private))
-        elif rng.random() < p.ipv6_share:
-            ip = self._address_in(self._v6.draw(rng))
-        else:
-            ip = self._address_in(self._v4.draw(rng))
-        if is_bot:
-            _, family, major, device, header = self._bots.draw(rng)
+        def pick(cdf: np.ndarray, values: np.ndarray) -> np.ndarray:
+            return np.minimum(np.searchsorted(cdf, values, side="right"), len(cdf) - 1)
+
+        bot = u[1] < p.bot_share
+        private = u[2] < p.non_routable_share
+        v6 = ~private & (u[3] < p.ipv6_share)
+        net = np.where(
+            private,
+            np.minimum((u[4] * len(self._private)).astype(np.int64), len(self._private) - 1),
+            np.where(v6, pick(self._v6_cdf, u[4]), pick(self._v4_cdf, u[4])),
+        )
+        return {
+            "site": pick(self._site_cdf, u[0]),
+            "bot": bot,
+            "ip_kind": np.where(private, 2, np.where(v6, 1, 0)),
+            "net": net,
+            "ip_u": u[5],
+            "agent": np.where(bot, pick(self._bot_cdf, u[6]), pick(self._human_cdf, u[6])),
+            "ua_u": u[7:11].T,
+            "logged_in": ~bot & (u[11] < p.logged_in_share),
+            "rich": u[12] < p.rich_tracker_share,
+            "language": np.minimum((u[13] * len(_LANGUAGES)).astype(np.int64), len(_LANGUAGES) - 1),
+            "tz": rng.integers(0, len(_TZ_OFFSETS), n),
+            "user_r": rng.integers(0, 16, n),
+            "anonymous": rng.integers(0, 2**64, n, dtype=np.uint64),
+        }
+
+    def _materialise(self, draws: dict[str, np.ndarray], first: int, kept: np.ndarray) -> None:
+        """Builds the text of the visitors at ``kept`` (local indices into ``draws``).
+
+        Fills their rows of the visitor table (from ``first`` on): the constant JSON members,
+        the Kafka key, the IP. Visitors with no page view after the start are never built.
+        """
+        site = draws["site"].tolist()
+        bot = draws["bot"].tolist()
+        ip_kind = draws["ip_kind"].tolist()
+        net = draws["net"].tolist()
+        ip_u = draws["ip_u"].tolist()
+        agent = draws["agent"].tolist()
+        ua_u = draws["ua_u"].tolist()
+        logged_in = draws["logged_in"].tolist()
+        rich = draws["rich"].tolist()
+        language = draws["language"].tolist()
+        user_r = draws["user_r"].tolist()
+        anonymous = draws["anonymous"].tolist()
+        tables = (self._v4.population, self._v6.population, self._private)
+        v_const, v_key, v_keystr, v_ip, v_device = (
+            self.v_const, self.v_key, self.v_keystr, self.v_ip, self.v_device
+        )  # fmt: skip
+        crc = self.v_crc
+        sha256 = hashlib.sha256
+        workers, worker = self._workers, self._worker
+        for j in kept.tolist():
+            network = tables[ip_kind[j]][net[j]]
+            size = network.size
+            value = network.base + (1 + int(ip_u[j] * (size - 2)) if size > 2 else 0)
+            if network.version == 4:
+                ip = f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+            else:
+                ip = str(ipaddress.IPv6Address(value))
+            if bot[j]:
+                ua_json, header, signature, device_class, mobile = self._bot_text[agent[j]]
+            else:
+                ua_json, header, signature, device_class, mobile = self._human_text(
+                    agent[j], ua_u[j]
+                )
+            number = (first + j) * workers + worker + 1
+            site_j = self._site_text[site[j]]
+            lang = _QUOTED_LANGUAGES[language[j]]
+            headers = f'{{"user-agent":{_quote(header)},"accept-language":{lang},{mobile}'
+            if logged_in[j]:
+                user_id = 100_000 + number * 16 + user_r[j]
+                key = f"u:{user_id}"
+                text = f',"user_id":{user_id},'
+            else:
+                text = ',"user_id":null,'
+                if rich[j]:
+                    anonymous_id = f"{anonymous[j]:016x}"
+                    key = f"a:{anonymous_id}"
+                else:
+                    key = "h:" + sha256(f"{ip}|{signature}".encode()).hexdigest()
+            text += f'{site_j[0]},"user_agent":{ua_json},"headers":{headers},{site_j[1]}'
+            text += f',"ip":"{ip}"'
+            if rich[j] and not logged_in[j]:
+                text += f',"anonymous_id":"{anonymous_id}"'
+            i = first + j
+            v_const[i] = text
+            key_bytes = key.encode()
+            v_key[i] = key_bytes
+            v_keystr[i] = key
+            v_ip[i] = ip
+            v_device[i] = device_class
+            crc[i] = zlib.crc32(key_bytes)
+            if self.keep_visitors:
+                self.visitors[i] = self._visitor_object(draws, j, number, ip, key, text)
+
+    def _human_text(self, agent: int, u: list[float]) -> tuple[str, str, str, str, str]:
+        """User-agent JSON, header, signature, device class and mobile hint of a person."""
+        _, device_class, family, (lo, hi), os_family, (olo, ohi), device = catalogs.HUMAN_AGENTS[
+            agent
+        ]
+        major = lo + int(u[0] * (hi - lo + 1))
+        os_major = olo + int(u[1] * (ohi - olo + 1))
+        patch = int(u[2] * 201)
+        os_minor = int(u[3] * 7)
+        q_family, q_device, q_os = self._human_quoted[agent]
+        ua_json = (
+            f'{{"family":{q_family},"major":"{major}","minor":"0","patch":"{patch}",'
+            f'"device":{{"family":{q_device},"major":null,"minor":null,"patch":null}},'
+            f'"os":{{"family":{q_os},"major":"{os_major}","minor":"{os_minor}","patch":null}}}}'
+        )
+        header = (
+            f"Mozilla/5.0 ({os_family} {os_major}; {device}) AppleWebKit/537.36 "
+            f"(KHTML, like Gecko) {family.replace(' ', '')}/{major}.0 Safari/537.36"
+        )
+        signature = f"{family}|{major}|0|{patch}|{os_family}|{os_major}|{device}"
+        return ua_json, header, signature, device_class, _MOBILE_HINT[device_class]
+
+    def _visitor_object(
+        self, draws: dict[str, np.ndarray], j: int, number: int, ip: str, key: str, text: str
+    ) -> Visitor:
+        """The visitor at local index ``j`` as an object (tests check the text against it)."""
+        if draws["bot"][j]:
+            _, family, major, device, header = catalogs.BOT_AGENTS[int(draws["agent"][j])]
             user_agent: dict[str, Any] = {
                 "family": family, "major": major, "minor": None, "patch": None,
                 "device": {"family": device, "major": None, "minor": None, "patch": None},
@@ -313,55 +463,74 @@ class TrafficModel:
             }  # fmt: skip
             device_class = "bot"
         else:
-            _, device_class, family, (lo, hi), os_family, (olo, ohi), device = self._humans.draw(
-                rng
+            agent = int(draws["agent"][j])
+            _, device_class, family, (lo, hi), os_family, (olo, ohi), device = (
+                catalogs.HUMAN_AGENTS[agent]
             )
-            r = rng.random
-            major, os_major = lo + int(r() * (hi - lo + 1)), olo + int(r() * (ohi - olo + 1))
+            u = draws["ua_u"][j].tolist()
+            major, os_major = lo + int(u[0] * (hi - lo + 1)), olo + int(u[1] * (ohi - olo + 1))
             user_agent = {
                 "family": family, "major": str(major), "minor": "0",
-                "patch": str(int(r() * 201)),
+                "patch": str(int(u[2] * 201)),
                 "device": {"family": device, "major": None, "minor": None, "patch": None},
-                "os": {"family": os_family, "major": str(os_major), "minor": str(int(r() * 7)),
+                "os": {"family": os_family, "major": str(os_major), "minor": str(int(u[3] * 7)),
                        "patch": None},
             }  # fmt: skip
             header = (
                 f"Mozilla/5.0 ({os_family} {os_major}; {device}) AppleWebKit/537.36 "
                 f"(KHTML, like Gecko) {family.replace(' ', '')}/{major}.0 Safari/537.36"
             )
-        logged_in = not is_bot and rng.random() < p.logged_in_share
-        rich = rng.random() < p.rich_tracker_share
-        visitor = Visitor(
-            number=self._visitors,
-            site=site,
+        logged_in = bool(draws["logged_in"][j])
+        rich = bool(draws["rich"][j])
+        return Visitor(
+            number=number,
+            site=catalogs.SITES[int(draws["site"][j])],
             ip=ip,
             user_agent=user_agent,
             ua_header=header,
             device_class=device_class,
-            is_bot=is_bot,
-            language=_LANGUAGES[int(rng.random() * len(_LANGUAGES))],
-            # Unique per visitor (a person on two devices is not modelled).
-            user_id=100_000 + self._visitors * 16 + int(rng.random() * 16) if logged_in else None,
-            anonymous_id=f"{rng.getrandbits(64):016x}" if rich and not logged_in else None,
+            is_bot=bool(draws["bot"][j]),
+            language=_LANGUAGES[int(draws["language"][j])],
+            user_id=100_000 + number * 16 + int(draws["user_r"][j]) if logged_in else None,
+            anonymous_id=f"{int(draws['anonymous'][j]):016x}" if rich and not logged_in else None,
             rich_tracker=rich,
-            tz_offset_min=_TZ_OFFSETS[int(rng.random() * len(_TZ_OFFSETS))],
+            tz_offset_min=_TZ_OFFSETS[int(draws["tz"][j])],
+            key=key,
+            const_json=text,
         )
-        visitor.key = visitor_key(visitor.user_id, visitor.anonymous_id, ip, user_agent)
-        visitor.const_json = _const_json(visitor)
-        return visitor
+
+    def sample_visitors(self, n: int) -> list[Visitor]:
+        """Draws ``n`` visitors the way a run does and returns them as objects (for tests)."""
+        keep, self.keep_visitors = self.keep_visitors, True
+        try:
+            first = self._grow(n)
+            draws = self._draw_visitors(n)
+            self._append_columns(draws)
+            self._materialise(draws, first, np.arange(n))
+            return self.visitors[first:]
+        finally:
+            self.keep_visitors = keep
+
+    def _grow(self, n: int) -> int:
+        """Adds ``n`` empty rows to the visitor table; returns the index of the first."""
+        first = len(self.v_const)
+        for column in (self.v_const, self.v_key, self.v_keystr, self.v_ip, self.v_device):
+            column.extend([None] * n)  # type: ignore[list-item]
+        self.visitors.extend([None] * n)  # type: ignore[list-item]
+        if first + n > len(self.v_crc):
+            grown = np.zeros(max(2 * len(self.v_crc), first + n), dtype=np.int64)
+            grown[:first] = self.v_crc[:first]
+            self.v_crc = grown
+        return first
+
+    def _append_columns(self, draws: dict[str, np.ndarray]) -> None:
+        tz = np.asarray(_TZ_OFFSETS, dtype=np.int64)[draws["tz"]]
+        self.v_rich = np.concatenate((self.v_rich, draws["rich"]))
+        self.v_tz = np.concatenate((self.v_tz, tz))
+        self.v_site = np.concatenate((self.v_site, draws["site"]))
+        self.v_bot = np.concatenate((self.v_bot, draws["bot"]))
 
     # --- page views, in bulk ---------------------------------------------------------------
-
-    def _register(self, visitor: Visitor) -> int:
-        """Adds a visitor to the columnar visitor table; returns its index."""
-        self.visitors.append(visitor)
-        self.v_const.append(visitor.const_json)
-        self.v_key.append(visitor.key.encode())
-        self.v_rich.append(visitor.rich_tracker)
-        self.v_tz.append(visitor.tz_offset_min)
-        self.v_site.append(self._site_index[visitor.site.host])
-        self.v_bot.append(visitor.is_bot)
-        return len(self.visitors) - 1
 
     def _arrivals(self, until_ms: int, visits_per_s: float) -> np.ndarray:
         """Arrival times of new visits in ``[self._next_arrival, until_ms)`` (a Poisson process)."""
@@ -388,13 +557,11 @@ class TrafficModel:
         if not n_visitors:
             return
         p, rng = self.profile, self.np_rng
-        first_visitor = len(self.visitors)
-        for _ in range(n_visitors):
-            self._register(self.new_visitor())
+        first_visitor = self._grow(n_visitors)
+        draws = self._draw_visitors(n_visitors)
+        self._append_columns(draws)
         vidx = np.arange(first_visitor, first_visitor + n_visitors)
-        bots = np.asarray(self.v_bot[first_visitor:], dtype=bool)
-        sites = np.asarray(self.v_site[first_visitor:], dtype=np.int64)
-        rich = np.asarray(self.v_rich[first_visitor:], dtype=bool)
+        bots, sites, rich = draws["bot"], draws["site"], draws["rich"]
         # Visits: the first, then up to three returns, each with probability return_share.
         returns = np.cumprod(rng.random((n_visitors, 3)) < p.return_share, axis=1).sum(axis=1)
         visits = 1 + returns
@@ -448,26 +615,32 @@ class TrafficModel:
         refs = np.full(n, "null", dtype=object)
         inner = ~visit_start
         refs[inner] = self._url_json[np.roll(page, 1)[inner]]
-        py = self.rng
+        # The strings of external referrers and query strings: numbers drawn in bulk, text
+        # only for the page views after the start (the warm-up's are never sent).
         words = catalogs.SLUG_WORDS
-        for i in np.flatnonzero(visit_start & (kind > 0)).tolist():
-            q = "+".join(py.sample(words, 2))
-            num = py.randint(1000, 99999)
-            k = kind[i]
-            if k == 1:
-                refs[i] = _quote(py.choice(catalogs.SEARCH_REFERRERS).format(q=q, n=num))
-            elif k == 2:
-                refs[i] = _quote(py.choice(catalogs.SOCIAL_REFERRERS).format(q=q, n=num))
-                if py.random() < 0.5:
-                    source, medium = py.choice(catalogs.UTM_SOURCES)
-                    urls[i] = (
-                        urls[i][:-1]
-                        + f'?utm_source={source}&utm_medium={medium}&utm_campaign=c{num % 40}"'
-                    )
-            else:
-                refs[i] = _quote(py.choice(catalogs.OTHER_REFERRERS).format(q=q, n=num))
-        for i in np.flatnonzero(query).tolist():
-            urls[i] = urls[i][:-1] + f'?q={py.choice(words)}"'
+        word1 = rng.integers(0, len(words), n)
+        word2 = (word1 + rng.integers(1, len(words), n)) % len(words)
+        number = rng.integers(1000, 100_000, n)
+        source = rng.random(n)
+        utm = rng.random(n) < 0.5
+        utm_source = rng.integers(0, len(catalogs.UTM_SOURCES), n)
+        live = times >= self._start_ms
+        tables = (
+            (), catalogs.SEARCH_REFERRERS, catalogs.SOCIAL_REFERRERS, catalogs.OTHER_REFERRERS
+        )  # fmt: skip
+        for i in np.flatnonzero(visit_start & (kind > 0) & live).tolist():
+            k = int(kind[i])
+            num = int(number[i])
+            q = f"{words[word1[i]]}+{words[word2[i]]}"
+            table = tables[k]
+            refs[i] = _quote(table[int(source[i] * len(table))].format(q=q, n=num))
+            if k == 2 and utm[i]:
+                src, medium = catalogs.UTM_SOURCES[utm_source[i]]
+                tail = f'?utm_source={src}&utm_medium={medium}&utm_campaign=c{num % 40}"'
+                urls[i] = urls[i][:-1] + tail
+        for i in np.flatnonzero(query & live).tolist():
+            urls[i] = urls[i][:-1] + f'?q={words[word1[i]]}"'
+        self._materialise(draws, first_visitor, np.unique(owner[live]))
         views = Views(
             times, vidx[owner], page, urls, refs, event_type, extra, self._serial + np.arange(n)
         )
