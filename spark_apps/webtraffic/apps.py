@@ -52,9 +52,17 @@ STREAMING_APPS: tuple[StreamingApp, ...] = (
     StreamingApp(
         name="pipeline",
         args=("stream", "all"),
-        queries=("bronze_events_raw", "silver_events", "silver_quarantine"),
+        queries=(
+            "bronze_events_raw",
+            "silver_events",
+            "silver_quarantine",
+            "gold_events_enriched",
+            "gold_traffic_minute",
+            "gold_sessions",
+        ),
         kafka_queries=("bronze_events_raw",),
-        description="bronze and silver streams in one Spark application (webtraffic stream all)",
+        description="bronze, silver and gold streams in one Spark application "
+        "(webtraffic stream all)",
     ),
 )
 """Every supervised streaming app. One Spark application for all layers keeps a laptop (and a

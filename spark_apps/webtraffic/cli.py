@@ -64,6 +64,13 @@ def _format_stack_status(status: dict[str, Any]) -> str:
             lines.append(
                 f"  login          user {airflow['user']}, password in {airflow['passwords_file']}"
             )
+    simulator = status.get("simulator")
+    if simulator:
+        pid = f"  pid {simulator['pid']}" if simulator["pid"] else ""
+        lines.append(
+            f"simulator        {simulator['state']}{pid}  {simulator['rate']:g} events/s to "
+            f"{simulator['topic']}  log {simulator['log_file']}"
+        )
     for name, app in status.get("apps", {}).items():
         pid = f"  pid {app['pid']}" if app["pid"] else ""
         lines.append(
@@ -203,11 +210,11 @@ def _feature_commands() -> list[Callable[[Any], None]]:
     A registered command sets ``handler(args, settings) -> int`` like the built-in ones and
     imports its heavy dependencies inside the handler, so ``webtraffic --help`` stays fast.
     """
-    from webtraffic import streaming
+    from webtraffic import gold_cli, streaming
     from webtraffic.geo import cli as geo_cli
     from webtraffic.simulator import cli as simulator_cli
 
-    return [streaming.register, simulator_cli.register, geo_cli.register]
+    return [streaming.register, simulator_cli.register, geo_cli.register, gold_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

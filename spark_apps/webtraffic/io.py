@@ -7,9 +7,10 @@ Iceberg and on Databricks-managed Iceberg tables (which have no ``writeStream`` 
 
 Exactly-once: Spark replays a micro-batch after a crash between the table commit and the
 checkpoint commit. Each append records in its snapshot summary the writer and a fingerprint of
-the batch (per Kafka partition: first offset, last offset, row count; the rows of every table
-carry their Kafka coordinates). Before appending, the writer looks for that fingerprint among
-the table's recent snapshots and skips a batch that is already committed. A replayed batch has
+the batch (per Kafka partition: first offset, last offset, row count; the rows of every event
+table carry their Kafka coordinates, aggregated rows are identified by their key columns).
+Before appending, the writer looks for that fingerprint among the table's recent snapshots and
+skips a batch that is already committed. A replayed batch has
 the same rows (same source offsets, same state version), hence the same fingerprint.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -105,18 +106,41 @@ def read_table(spark: SparkSession, table: str) -> DataFrame:
 # --- sink ------------------------------------------------------------------------------------
 
 
-def batch_fingerprint(batch: DataFrame) -> str | None:
-    """Identity of a batch from its Kafka coordinates; None for an empty batch."""
-    rows = (
-        batch.groupBy("kafka_topic", "kafka_partition")
-        .agg(F.min("kafka_offset"), F.max("kafka_offset"), F.count(F.lit(1)))
-        .collect()
-    )
-    if not rows:
+KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
+def batch_fingerprint(batch: DataFrame, key_columns: Sequence[str] = ()) -> str | None:
+    """Identity of a batch; None for an empty batch.
+
+    Rows with Kafka coordinates: per topic and partition, first offset, last offset and count.
+    Aggregated rows (windows, sessions) have none: they are identified by ``key_columns``
+    (window start and dimensions, session id), which a stateful query in append mode emits
+    once; the fingerprint is the row count and two order-independent sums of row-key hashes.
+    """
+    if all(c in batch.columns for c in KAFKA_COORDINATES):
+        rows = (
+            batch.groupBy("kafka_topic", "kafka_partition")
+            .agg(F.min("kafka_offset"), F.max("kafka_offset"), F.count(F.lit(1)))
+            .collect()
+        )
+        if not rows:
+            return None
+        material = ";".join(
+            f"{t}/{p}:{lo}-{hi}#{n}" for t, p, lo, hi, n in sorted(tuple(r) for r in rows)
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+    if not key_columns:
+        raise ValueError("a batch without Kafka coordinates needs key_columns to be fingerprinted")
+    keys = [F.col(c) for c in key_columns]
+    row = batch.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.xxhash64(*keys).cast("decimal(38,0)")).alias("h1"),
+        F.sum(F.hash(*keys).cast("decimal(38,0)")).alias("h2"),
+        F.bit_xor(F.xxhash64(*keys, F.lit("webtraffic"))).alias("h3"),
+    ).first()
+    if row is None or row.n == 0:
         return None
-    material = ";".join(
-        f"{t}/{p}:{lo}-{hi}#{n}" for t, p, lo, hi, n in sorted(tuple(r) for r in rows)
-    )
+    material = f"keys {','.join(key_columns)}#{row.n}:{row.h1}:{row.h2}:{row.h3}"
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -130,8 +154,12 @@ def committed_fingerprints(spark: SparkSession, table: str, writer: str) -> set[
     return {r.fp for r in rows if r.fp}
 
 
-def idempotent_append(batch: DataFrame, table: str, writer: str, batch_id: int) -> bool:
+def idempotent_append(
+    batch: DataFrame, table: str, writer: str, batch_id: int, key_columns: Sequence[str] = ()
+) -> bool:
     """Appends ``batch`` to ``table`` unless this writer already committed the same batch.
+
+    ``key_columns`` identify rows without Kafka coordinates (see :func:`batch_fingerprint`).
 
     Returns:
         True if rows were appended, False if the batch was empty or already committed.
@@ -139,7 +167,7 @@ def idempotent_append(batch: DataFrame, table: str, writer: str, batch_id: int) 
     spark = batch.sparkSession
     batch = batch.persist()
     try:
-        fingerprint = batch_fingerprint(batch)
+        fingerprint = batch_fingerprint(batch, key_columns)
         if fingerprint is None:
             return False
         if fingerprint in committed_fingerprints(spark, table, writer):
@@ -165,6 +193,7 @@ def write(
     checkpoint: str | None = None,
     trigger: dict[str, object] | None = None,
     before_write: Callable[[DataFrame, int], DataFrame] | None = None,
+    key_columns: Sequence[str] = (),
 ) -> StreamingQuery | None:
     """Writes ``df`` to ``table``: a streaming query for a stream, an append for a batch.
 
@@ -176,20 +205,22 @@ def write(
         trigger: ``DataStreamWriter.trigger`` arguments, e.g. ``{"availableNow": True}``.
         before_write: Per-micro-batch step run on the driver before the append (for example
             the geo lookup of a batch's new IPs); receives and returns the batch.
+        key_columns: Row key of rows without Kafka coordinates (aggregates), for the batch
+            fingerprint.
 
     Returns:
         The started query for a stream, None for a batch.
     """
     if not df.isStreaming:
         frame = before_write(df, -1) if before_write else df
-        idempotent_append(frame, table, query_name, -1)
+        idempotent_append(frame, table, query_name, -1, key_columns)
         return None
     if checkpoint is None:
         raise ValueError("a streaming write needs a checkpoint")
 
     def append_batch(batch: DataFrame, batch_id: int) -> None:
         frame = before_write(batch, batch_id) if before_write else batch
-        idempotent_append(frame, table, query_name, batch_id)
+        idempotent_append(frame, table, query_name, batch_id, key_columns)
 
     writer = (
         df.writeStream.queryName(query_name)

@@ -1,9 +1,9 @@
 """The streaming apps: thin drivers that wire sources, pure transforms and sinks.
 
-``webtraffic stream bronze|silver|all`` runs the chosen layers' queries in one Spark application
-(``all`` spares the 2-core machine a second JVM). ``--available-now`` processes what is there
-and exits, layer after layer, so one run carries a backlog all the way through. SIGTERM and
-Ctrl-C stop the queries cleanly; a query failure stops the app with a non-zero exit.
+``webtraffic stream bronze|silver|gold|all`` runs the chosen layers' queries in one Spark
+application (``all`` spares the 2-core machine a second JVM). ``--available-now`` processes
+what is there and exits, layer after layer, so one run carries a backlog all the way through.
+SIGTERM and Ctrl-C stop the queries cleanly; a query failure stops the app with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("webtraffic.streaming")
 
-LAYERS: tuple[str, ...] = ("bronze", "silver")
+LAYERS: tuple[str, ...] = ("bronze", "silver", "gold")
 """Layers in data-flow order."""
 
 QUERIES: dict[str, tuple[str, ...]] = {
     "bronze": ("bronze_events_raw",),
     "silver": ("silver_events", "silver_quarantine"),
+    "gold": ("gold_events_enriched", "gold_traffic_minute", "gold_sessions"),
 }
 """Streaming query names per layer (also the writer ids in snapshot summaries)."""
 
@@ -43,11 +44,15 @@ class StreamOptions:
         available_now: Process what is available, then stop (tests, catch-up, benchmarks).
         max_offsets_per_trigger: Kafka records per bronze micro-batch.
         trigger_interval: Micro-batch interval of long-running queries.
+        gold_max_rows_per_trigger: Rows of ``gold.events_enriched`` per micro-batch of the gold
+            aggregations; None reads everything new in one batch (tests make the batch
+            boundaries known this way: one available-now run, one aggregation batch).
     """
 
     available_now: bool = False
     max_offsets_per_trigger: int = 10_000
     trigger_interval: str = "5 seconds"
+    gold_max_rows_per_trigger: int | None = None
 
     def trigger(self) -> dict[str, object]:
         """``DataStreamWriter.trigger`` arguments."""
@@ -114,10 +119,89 @@ def start_silver(
     return queries
 
 
-STARTERS: dict[str, Callable[[SparkSession, Settings, StreamOptions], list[StreamingQuery]]] = {
+def start_gold_enriched(
+    spark: SparkSession, settings: Settings, options: StreamOptions
+) -> list[StreamingQuery]:
+    """``silver.events`` -> ``gold.events_enriched`` (geo looked up per micro-batch)."""
+    from pyspark.sql import functions as F
+
+    from webtraffic import gold, io
+    from webtraffic.geo.enrich import spark_geo_chain
+    from webtraffic.tables import GOLD_EVENTS_ENRICHED, SILVER_EVENTS
+
+    name = QUERIES["gold"][0]
+    silver_events = io.read_table_stream(
+        spark, SILVER_EVENTS.name, 4 * options.max_offsets_per_trigger
+    ).where(F.col("kafka_topic") == settings.kafka.topic)
+    query = io.write(
+        gold.enrich(silver_events),
+        GOLD_EVENTS_ENRICHED.name,
+        query_name=name,
+        checkpoint=checkpoint(settings, name),
+        trigger=options.trigger(),
+        before_write=gold.geo_step(spark_geo_chain(settings, spark)),
+    )
+    assert query is not None
+    return [query]
+
+
+MAX_ROWS_UNLIMITED = 2**31 - 1
+"""Iceberg's read limit is an int: this is 'everything new'."""
+
+
+def start_gold_aggregates(
+    spark: SparkSession, settings: Settings, options: StreamOptions
+) -> list[StreamingQuery]:
+    """``gold.events_enriched`` -> ``gold.traffic_minute`` and ``gold.sessions``."""
+    from pyspark.sql import functions as F
+
+    from webtraffic import gold, io
+    from webtraffic.tables import GOLD_EVENTS_ENRICHED, GOLD_SESSIONS, GOLD_TRAFFIC_MINUTE
+
+    _, minute_name, sessions_name = QUERIES["gold"]
+    limit = options.gold_max_rows_per_trigger or MAX_ROWS_UNLIMITED
+    queries = []
+    for name, table, transform, keys in (
+        (minute_name, GOLD_TRAFFIC_MINUTE, gold.traffic_minute, gold.TRAFFIC_KEYS),
+        (sessions_name, GOLD_SESSIONS, gold.sessions, gold.SESSION_KEYS),
+    ):
+        enriched = io.read_table_stream(spark, GOLD_EVENTS_ENRICHED.name, limit).where(
+            F.col("kafka_topic") == settings.kafka.topic
+        )
+        query = io.write(
+            transform(enriched),
+            table.name,
+            query_name=name,
+            checkpoint=checkpoint(settings, name),
+            trigger=options.trigger(),
+            key_columns=keys,
+        )
+        assert query is not None
+        queries.append(query)
+    return queries
+
+
+def start_gold(
+    spark: SparkSession, settings: Settings, options: StreamOptions
+) -> list[StreamingQuery]:
+    """The three gold queries: enriched events, then the two aggregations that read them."""
+    return start_gold_enriched(spark, settings, options) + start_gold_aggregates(
+        spark, settings, options
+    )
+
+
+Starter = Callable[["SparkSession", Settings, StreamOptions], list["StreamingQuery"]]
+
+STARTERS: dict[str, Starter] = {
     "bronze": start_bronze,
     "silver": start_silver,
+    "gold": start_gold,
 }
+
+AVAILABLE_NOW_STAGES: dict[str, tuple[Starter, ...]] = {
+    "gold": (start_gold_enriched, start_gold_aggregates),
+}
+"""Layers whose queries read each other: in available-now mode they run stage after stage."""
 
 
 class StreamFailedError(RuntimeError):
@@ -165,8 +249,10 @@ def run_streams(
     try:
         if options.available_now:
             # Layer after layer: silver's available-now must see all that bronze wrote.
-            for layer in ordered:
-                queries = STARTERS[layer](spark, settings, options)
+            stages = [s for layer in ordered for s in AVAILABLE_NOW_STAGES.get(
+                layer, (STARTERS[layer],))]  # fmt: skip
+            for stage in stages:
+                queries = stage(spark, settings, options)
                 started += queries
                 _wait(queries, stop, until_all_done=True)
                 _raise_failures(queries)
@@ -212,6 +298,7 @@ def _cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         available_now=args.available_now,
         max_offsets_per_trigger=args.max_offsets,
         trigger_interval=args.trigger_interval,
+        gold_max_rows_per_trigger=args.gold_max_rows,
     )
     _configure_logging()
     stop = threading.Event()
@@ -237,7 +324,7 @@ def register(subparsers: Any) -> None:
     """Adds the ``stream`` command."""
     p = subparsers.add_parser(
         "stream",
-        help="run the streaming apps (bronze, silver, or all in one Spark application)",
+        help="run the streaming apps (bronze, silver, gold, or all in one Spark application)",
         description="Run the pipeline's Structured Streaming queries. Long-running unless "
         "--available-now; SIGTERM or Ctrl-C stops cleanly.",
     )
@@ -253,6 +340,13 @@ def register(subparsers: Any) -> None:
         "--trigger-interval",
         default="5 seconds",
         help="micro-batch interval of long-running queries (default '5 seconds')",
+    )
+    p.add_argument(
+        "--gold-max-rows",
+        type=_positive_int,
+        default=None,
+        help="gold.events_enriched rows per micro-batch of the gold aggregations "
+        "(default: everything new)",
     )
     p.set_defaults(handler=_cmd_stream)
 
