@@ -75,14 +75,17 @@ $(GEO_STAMP):
 
 setup: preflight $(VENV_STAMP) $(JARS_STAMP) $(AIRFLOW_STAMP) $(GEO_STAMP) ## install everything (venv, jars, Airflow DB, geo DB); idempotent
 
-run: setup ## set up if needed, start the local stack (Kafka, Airflow) and show where to look
+run: setup ## set up if needed, start the local stack (Kafka, simulator, Airflow) and show where to look
 	@$(WT) stack up
 	@echo
 	@echo "The stack is up. Airflow UI: http://127.0.0.1:$${WEBTRAFFIC_AIRFLOW_PORT:-8080}"
 	@echo "  login: admin, password: $$(cat $(STATE)/airflow/passwords.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["admin"])')"
 	@echo "  (generated once, kept in $(STATE)/airflow/passwords.json; the streaming_supervisor DAG starts the streaming app)"
+	@echo "The simulator sends ~10 events/s to web.events (log $(STATE)/logs/simulator.log);"
+	@echo "  bronze -> silver -> gold runs in 'webtraffic stream all'; gold minutes appear ~1-2 min after startup."
 	@echo "Next:"
 	@echo "  $(WT) stack status     what runs, ports, pids"
+	@echo "  $(WT) gold latest      the latest closed gold minutes per host (events, views, visitors, bots)"
 	@echo "  $(WT) tables           Iceberg tables with rows and snapshots"
 	@echo "  make clean             stop everything and delete $(STATE)"
 

@@ -1,13 +1,15 @@
 """The local stack as one unit: ``webtraffic stack up | down | status``.
 
-The Kafka broker, the Iceberg catalog files and Airflow (``airflow standalone``); Airflow's
-``streaming_supervisor`` DAG starts and keeps the streaming apps running. ``down`` stops Airflow
-first (so nothing restarts the apps), then the apps, then the broker: ``make run`` and
-``make clean`` stay one command each.
+The Kafka broker, the Iceberg catalog files, Airflow (``airflow standalone``) and a traffic
+simulator at a modest realtime rate; Airflow's ``streaming_supervisor`` DAG starts and keeps the
+streaming apps running. ``down`` stops Airflow first (so nothing restarts the apps), then the
+simulator, the apps, then the broker: ``make run`` and ``make clean`` stay one command each.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from webtraffic import processes
@@ -16,7 +18,49 @@ from webtraffic.apps import STREAMING_APPS, app_log_file, app_run_dir, runner_ma
 from webtraffic.catalog import prepare_local_catalog
 from webtraffic.errors import WebtrafficError
 from webtraffic.kafka_broker import LocalKafkaBroker
-from webtraffic.settings import Settings
+from webtraffic.settings import PROJECT_ROOT, Settings
+
+SIMULATOR_RATE = 10.0
+"""Events per second the local stack's simulator sends (``make run`` shows the path moving)."""
+SIMULATOR_DURATION_S = 6 * 3600
+"""It stops by itself after this long (its ledger grows in memory); ``stack up`` restarts it."""
+SIMULATOR_MARKER = "webtraffic.cli simulate"
+
+
+def _simulator_files(settings: Settings) -> tuple[Any, Any]:
+    return settings.state_dir / "simulator" / "simulator.pid", settings.logs_dir / "simulator.log"
+
+
+def start_simulator(settings: Settings, rate: float = SIMULATOR_RATE) -> int:
+    """Starts the realtime traffic simulator in the background unless it runs; returns its pid."""
+    pid_file, log_file = _simulator_files(settings)
+    pid = processes.read_pid(pid_file, SIMULATOR_MARKER)
+    if pid is not None:
+        return pid
+    argv = [sys.executable, "-m", "webtraffic.cli", "simulate", "--rate", f"{rate:g}",
+            "--duration", str(SIMULATOR_DURATION_S), "--seed", str(os.getpid())]  # fmt: skip
+    return processes.start_detached(argv, log_file, pid_file, cwd=PROJECT_ROOT).pid
+
+
+def stop_simulator(settings: Settings) -> bool:
+    """Stops the simulator ``stack up`` started; True if it was running."""
+    pid = processes.read_pid(_simulator_files(settings)[0], SIMULATOR_MARKER)
+    if pid is None:
+        return False
+    processes.stop_pid(pid, timeout=15.0, cmdline_marker=SIMULATOR_MARKER)
+    return True
+
+
+def _simulator_status(settings: Settings) -> dict[str, Any]:
+    pid_file, log_file = _simulator_files(settings)
+    pid = processes.read_pid(pid_file, SIMULATOR_MARKER)
+    return {
+        "state": "running" if pid is not None else "stopped",
+        "pid": pid,
+        "rate": SIMULATOR_RATE,
+        "topic": settings.kafka.topic,
+        "log_file": str(log_file),
+    }
 
 
 def _require_local(settings: Settings) -> None:
@@ -27,12 +71,13 @@ def _require_local(settings: Settings) -> None:
         )
 
 
-def stack_up(settings: Settings, airflow: bool = True) -> dict[str, Any]:
+def stack_up(settings: Settings, airflow: bool = True, simulator: bool = True) -> dict[str, Any]:
     """Starts every local component that is not running yet; harmless when already up.
 
     Args:
         settings: Project settings.
         airflow: Start Airflow too (it then starts the streaming apps through its supervisor).
+        simulator: Start the realtime traffic simulator (``SIMULATOR_RATE`` events/s).
 
     Returns:
         The stack status after start (see :func:`stack_status`).
@@ -41,6 +86,8 @@ def stack_up(settings: Settings, airflow: bool = True) -> dict[str, Any]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     prepare_local_catalog(settings)
     LocalKafkaBroker(settings).start()
+    if simulator:
+        start_simulator(settings)
     if airflow:
         LocalAirflow(settings).start()
     return stack_status(settings)
@@ -85,6 +132,8 @@ def stack_down(settings: Settings) -> list[str]:
     stopped = []
     if LocalAirflow(settings).stop():
         stopped.append("airflow")
+    if stop_simulator(settings):
+        stopped.append("simulator")
     stopped.extend(_stop_apps(settings))
     if LocalKafkaBroker(settings).stop():
         stopped.append("kafka")
@@ -99,6 +148,7 @@ def stack_status(settings: Settings) -> dict[str, Any]:
         "kafka": LocalKafkaBroker(settings).status().to_dict(),
         "airflow": LocalAirflow(settings).status(),
         "apps": _apps_status(settings),
+        "simulator": _simulator_status(settings),
         "catalog": {
             "name": settings.catalog_name,
             "uri": f"sqlite:///{settings.catalog_db}",
