@@ -2,18 +2,21 @@
 
 The generation rate uses a sink that drops everything.
 
-    .venv/bin/python benchmarks/bench_simulator.py [--events N] [--runs K]
+    .venv/bin/python benchmarks/bench_simulator.py [--events N] [--runs K] [--workers 1,2]
 
 Uses the broker at the configured bootstrap if one answers, else starts one on the state folder
 (``LocalKafkaBroker(Settings.from_env())``) and stops it afterwards. Each Kafka run goes to a
 fresh 3-partition topic, deleted afterwards. Prints every run and the median in events/s; the
 rate is records over the wall time of the whole ``simulate()`` call (generation, sending, the
-final flush, the offsets and the Parquet ledger). It reports, it never fails on a time.
+final flush, the offsets and the Parquet ledger). Kafka and file runs are repeated for each
+worker count of ``--workers`` (``simulate(workers=N)``); generation alone uses one process.
+It reports, it never fails on a time; it prints the load average, as the figures depend on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -54,7 +57,7 @@ def broker_reachable(settings: Settings) -> bool:
     return True
 
 
-def timed(make_sink: Callable[[], object], events: int, ledger: Path) -> float:
+def timed(make_sink: Callable[[], object], events: int, ledger: Path, workers: int = 1) -> float:
     """One run of ``events`` records; returns events/s over the whole ``simulate()`` call."""
     started = time.perf_counter()
     summary, _ = simulate(
@@ -65,6 +68,7 @@ def timed(make_sink: Callable[[], object], events: int, ledger: Path) -> float:
         ledger_path=ledger,
         progress=False,
         rows=False,
+        workers=workers,
     )
     seconds = time.perf_counter() - started
     assert summary.records == events
@@ -82,7 +86,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",")]
 
     settings = Settings.from_env()
     broker = None
@@ -97,24 +103,31 @@ def main() -> int:
     admin = AdminClient(settings.kafka.client_config())
     bootstrap = settings.kafka.bootstrap_servers
     print(f"{args.events:,} events per run, {args.runs} runs, broker {bootstrap}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             ledger = Path(tmp) / "ledger.parquet"
-            rates: dict[str, list[float]] = {"kafka": [], "file": [], "generation": []}
+            rates: dict[str, list[float]] = {}
             for _ in range(args.runs):
-                topic = f"bench.simulator.{uuid.uuid4().hex[:8]}"
-                admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(timeout=30)
-                try:
-                    rates["kafka"].append(
-                        timed(lambda t=topic: KafkaSink(settings, t), args.events, ledger)
+                for workers in counts:
+                    suffix = "" if workers == 1 else f" x{workers}"
+                    topic = f"bench.simulator.{uuid.uuid4().hex[:8]}"
+                    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(timeout=30)
+                    try:
+                        rates.setdefault("kafka" + suffix, []).append(
+                            timed(lambda t=topic: KafkaSink(settings, t), args.events, ledger,
+                                  workers)
+                        )  # fmt: skip
+                    finally:
+                        admin.delete_topics([topic])[topic].result(timeout=30)
+                    out = Path(tmp) / "events.jsonl"
+                    rates.setdefault("file" + suffix, []).append(
+                        timed(lambda o=out: FileSink(o), args.events, ledger, workers)
                     )
-                finally:
-                    admin.delete_topics([topic])[topic].result(timeout=30)
-                out = Path(tmp) / "events.jsonl"
-                rates["file"].append(timed(lambda o=out: FileSink(o), args.events, ledger))
-                rates["generation"].append(timed(NullSink, args.events, ledger))
+                rates.setdefault("generation", []).append(timed(NullSink, args.events, ledger))
             for name, values in rates.items():
                 report(name, values)
+            print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if broker is not None:
             broker.stop()

@@ -92,6 +92,34 @@ def test_fifty_thousand_events_ledger_matches_the_topic(
     assert all(len(p) == 1 for p in partitions_of.values())
 
 
+def test_workers_each_produce_to_their_own_partitions(kafka_broker, settings, new_topic, tmp_path):
+    ledger_path = tmp_path / "ledger.parquet"
+    summary, _ = simulate(
+        KafkaSink(settings, new_topic),
+        seed=6,
+        events=30_000,
+        start=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+        ledger_path=ledger_path,
+        progress=False,
+        workers=2,
+    )
+    assert summary.records == 30_000
+    ledger = read_ledger(ledger_path)
+    on_topic = read_topic(settings, new_topic)
+    assert len(on_topic) == len(ledger) == 30_000
+    assert {(r["partition"], r["offset"]) for r in ledger} == set(on_topic)
+    for row in ledger:
+        key, value, ts = on_topic[(row["partition"], row["offset"])]
+        assert key.decode() == row["key"]
+        assert ts == row["kafka_ts_ms"]
+        assert len(value) == row["size"]
+    # Worker w owns the partitions p % 2 == w; within a partition, seq follows the offsets.
+    assert all(r["partition"] % 2 == r["worker"] for r in ledger)
+    for partition in range(3):
+        rows = [r for r in ledger if r["partition"] == partition]
+        assert [r["offset"] for r in rows] == sorted(r["offset"] for r in rows)
+
+
 def test_replay_sends_a_file_unchanged_with_a_ledger(kafka_broker, settings, new_topic, tmp_path):
     source = tmp_path / "captured.jsonl"
     simulate(FileSink(source), seed=9, events=2_000, progress=False)

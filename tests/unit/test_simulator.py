@@ -222,3 +222,38 @@ def test_page_views_come_in_nominal_time_order_from_the_start():
         seen += len(views.nominal_ms)
         if seen > 5000:
             break
+
+
+def test_workers_split_the_run_deterministically(tmp_path):
+    out, rows = run_to_file(tmp_path, "w2a", events=20_000, workers=2)
+    again, _ = run_to_file(tmp_path, "w2b", events=20_000, workers=2)
+    single, _ = run_to_file(tmp_path, "w1", events=20_000)
+    assert out.read_bytes() == again.read_bytes()
+    assert out.read_bytes() != single.read_bytes()
+    lines = out.read_bytes().split(b"\n")[:-1]
+    assert len(lines) == len(rows) == 20_000
+    assert [r["seq"] for r in rows] == list(range(20_000))
+    # seq orders by (worker, the worker's send order); each worker sends its share.
+    workers = [r["worker"] for r in rows]
+    assert workers == sorted(workers)
+    assert Counter(workers) == {0: 10_000, 1: 10_000}
+    # The workers' visitors are disjoint, and the ledger still tells the truth.
+    owner: dict[str, set[int]] = {}
+    for row in rows:
+        owner.setdefault(row["visitor_key"], set()).add(row["worker"])
+    assert all(len(w) == 1 for w in owner.values())
+    for line, row in zip(lines, rows, strict=True):
+        assert oracle.classify(line, row["send_ms"]) == row["reason"]
+    copies = [r for r in rows if r["duplicate_of"] is not None]
+    assert copies
+    for row in copies:
+        original = rows[row["duplicate_of"]]
+        assert original["worker"] == row["worker"]
+        assert lines[row["seq"]] == lines[original["seq"]]
+    logged_in = [r["visitor_key"] for r in rows if r["visitor_key"].startswith("u:")]
+    assert len(set(logged_in)) > 100
+
+
+def test_workers_need_events(tmp_path):
+    with pytest.raises(ValueError, match="--workers goes with --events"):
+        simulate(FileSink(tmp_path / "x.jsonl"), rate=10, duration_s=1, workers=2)

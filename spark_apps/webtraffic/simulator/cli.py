@@ -18,6 +18,7 @@ examples:
   webtraffic simulate --events 5000 --seed 7 --out sample.jsonl --ledger sample.ledger.jsonl
   webtraffic simulate --replay captured.jsonl --ledger replay.parquet
   webtraffic simulate --events 20000 --no-imperfections
+  webtraffic simulate --events 1000000 --workers 2 --ledger .state/ledgers/big.parquet
 """
 
 
@@ -68,6 +69,12 @@ def register(subparsers: Any) -> None:
     pace.add_argument("--duration", type=_positive, help="seconds of real-time traffic")
     pace.add_argument("--start", type=_timestamp, help="nominal start with --events (ISO 8601)")
     pace.add_argument("--span", type=_positive, default=3600.0, help="seconds --events spans")
+    pace.add_argument(
+        "--workers", type=_count, default=1,
+        help="processes for --events (default 1): each sends a disjoint share of the visitors "
+        "(seeds derived from --seed; to Kafka, each owns a share of the partitions); the "
+        "ledgers are merged, seq ordered by (worker, send order)",
+    )  # fmt: skip
 
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="FILE", help="write JSON lines instead of Kafka")
@@ -104,6 +111,8 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise WebtrafficError("--rate needs --duration (seconds)")
     if args.rate is None and args.duration is not None:
         raise WebtrafficError("--duration goes with --rate")
+    if args.workers > 1 and args.events is None:
+        raise WebtrafficError("--workers goes with --events")
     if args.replay is not None and args.out is not None:
         raise WebtrafficError("--replay sends to Kafka; it cannot be combined with --out")
 
@@ -143,6 +152,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                 imperfections=imperfections,
                 ledger_path=args.ledger,
                 progress=args.progress,
+                workers=args.workers,
             )
         except ValueError as exc:
             raise WebtrafficError(str(exc)) from None

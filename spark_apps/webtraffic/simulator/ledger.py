@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 LEDGER_COLUMNS: dict[str, str] = {
-    "seq": "send order, 0-based",
+    "seq": "send order, 0-based (several workers: by worker, then the worker's send order)",
     "event_id": "id the pipeline derives: event_id field, else SHA-256 of the raw value",
     "valid": "whether silver must accept the record",
     "reason": "reason code the pipeline must assign (null when valid)",
@@ -33,6 +33,7 @@ LEDGER_COLUMNS: dict[str, str] = {
     "device_class": "desktop, mobile, tablet or bot",
     "ip": "visitor IP as sent",
     "size": "bytes of the value",
+    "worker": "simulator process that sent the record (0 unless --workers > 1)",
 }
 
 
@@ -66,7 +67,7 @@ def write_ledger_columns(columns: Mapping[str, Sequence[Any]], path: Path) -> in
         table = pa.table(
             {
                 name: columns[name]
-                if isinstance(columns[name], pa.Array)
+                if isinstance(columns[name], (pa.Array, pa.ChunkedArray))
                 else pa.array(columns[name])
                 for name in LEDGER_COLUMNS
             }

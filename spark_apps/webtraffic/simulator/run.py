@@ -14,6 +14,7 @@ whose validity verdicts come from the reference classifier in ``oracle.py``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -124,9 +125,12 @@ class KafkaSink:
     order, so the ledger's coordinates stay exact either way.
     """
 
-    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, topic: str | None = None, owned: list[int] | None = None
+    ) -> None:
         from confluent_kafka import Consumer, Producer
 
+        self.settings = settings
         self.topic = topic or settings.kafka.topic
         self.name = f"kafka topic {self.topic}"
         self._errors: list[str] = []
@@ -157,6 +161,10 @@ class KafkaSink:
             reason = topic_meta.error if topic_meta is not None else "not found"
             raise WebtrafficError(f"Kafka topic {self.topic} is not available ({reason})")
         self.partitions = len(topic_meta.partitions)
+        # The partitions this sink writes to: all, or a worker's share of a parallel run (it
+        # picks among them by the key's CRC32, so one key still lands in one partition).
+        self.owned = owned if owned is not None else list(range(self.partitions))
+        self._owned = np.asarray(self.owned, dtype=np.int64)
         self._start = self._ends()
         self._partition_of: dict[bytes | None, int] = {}
         self._sent_partition: list[int] = []
@@ -182,10 +190,10 @@ class KafkaSink:
         partition = self._partition_of.get(key)
         if partition is None:
             if key is None:
-                partition = self._unkeyed % self.partitions
+                partition = self.owned[self._unkeyed % len(self.owned)]
                 self._unkeyed += 1
             else:
-                partition = zlib.crc32(key) % self.partitions
+                partition = self.owned[zlib.crc32(key) % len(self.owned)]
                 self._partition_of[key] = partition
         timestamp = int(time.time() * 1000)
         produce = self._producer.produce
@@ -210,9 +218,8 @@ class KafkaSink:
         Records are stamped with the clock a few thousand at a time.
         """
         if crcs is None:
-            partitions = [zlib.crc32(key) % self.partitions for key in keys]
-        else:
-            partitions = (crcs % self.partitions).tolist()
+            crcs = np.asarray([zlib.crc32(key) for key in keys], dtype=np.int64)
+        partitions = self._owned[crcs % len(self._owned)].tolist()
         producer = self._producer
         produce, poll, topic = producer.produce, producer.poll, self.topic
         step = 2000
@@ -275,6 +282,8 @@ class KafkaSink:
         for partition in range(self.partitions):
             mine = np.flatnonzero(sent_partition == partition)
             start, end = self._start[partition], ends[partition]
+            if not len(mine):
+                continue
             if end - start == len(mine):
                 offsets[mine] = start + np.arange(len(mine))
             else:
@@ -322,6 +331,7 @@ class FileSink:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.name = f"file {path}"
         self._file = path.open("wb", buffering=1 << 20)
 
@@ -409,6 +419,7 @@ def _ledger_columns(
         "device_class": pa.array(model.v_device, pa.string()).take(visitor),
         "ip": pa.array(model.v_ip, pa.string()).take(visitor),
         "size": pa.array(sent.size),
+        "worker": pa.array(np.zeros(n, dtype=np.int64)),
     }
 
 
@@ -452,12 +463,16 @@ def simulate(
     ledger_path: Path | None = None,
     progress: bool | None = None,
     rows: bool = True,
+    workers: int = 1,
 ) -> tuple[SimulationSummary, list[dict[str, Any]]]:
     """Generates traffic into ``sink`` and writes the ledger.
 
     Give either ``events`` (as fast as possible over ``span_s`` from ``start``) or ``rate`` and
     ``duration_s`` (real time, starting now). ``rows=False`` returns an empty list instead of
     the ledger rows as dicts (large runs that only need the ledger file).
+
+    ``workers > 1`` (with ``events`` and a Kafka or file sink) splits the run over that many
+    processes, see :func:`_simulate_parallel`.
 
     Returns:
         The summary and the ledger rows (send order).
@@ -468,14 +483,48 @@ def simulate(
     profile = profile or TrafficProfile()
     imperfections = imperfections or Imperfections()
     imperfections.validate()
+    if workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if events is not None and (events < 1 or span_s <= 0):
+        raise ValueError("--events must be at least 1 and --span positive")
+    if workers > 1:
+        if events is None or rate is not None or duration_s is not None:
+            raise ValueError("--workers goes with --events")
+        start = start or datetime.fromtimestamp((time.time() // 60) * 60 - span_s, UTC)
+        return _simulate_parallel(
+            sink, workers, seed=seed, events=events, start=start, span_s=span_s,
+            profile=profile, imperfections=imperfections, ledger_path=ledger_path, rows=rows,
+        )  # fmt: skip
     model = TrafficModel(seed, profile)
-    per_visit = model.expected_events_per_visit()
+    columns, elapsed = _produce(
+        sink, model, imperfections, events=events, start=start, span_s=span_s, rate=rate,
+        duration_s=duration_s, progress=progress,
+    )  # fmt: skip
+    summary = SimulationSummary(seconds=elapsed, sink=sink.name)
+    _summarise(columns, summary)
+    if ledger_path is not None:
+        write_ledger_columns(columns, ledger_path)
+        summary.ledger = str(ledger_path)
+    return summary, rows_from_columns(columns) if rows else []
 
+
+def _produce(
+    sink: Any,
+    model: TrafficModel,
+    imperfections: Imperfections,
+    *,
+    events: int | None,
+    start: datetime | None,
+    span_s: float,
+    rate: float | None,
+    duration_s: float | None,
+    progress: bool | None,
+) -> tuple[dict[str, Any], float]:
+    """Runs the model into the sink; returns the ledger columns and the seconds it took."""
+    per_visit = model.expected_events_per_visit()
     limit: int | None = None
     end_ms: int | None = None
     if events is not None:
-        if events < 1 or span_s <= 0:
-            raise ValueError("--events must be at least 1 and --span positive")
         if rate is not None or duration_s is not None:
             raise ValueError("give either --events or --rate/--duration, not both")
         start = start or datetime.fromtimestamp((time.time() // 60) * 60 - span_s, UTC)
@@ -508,13 +557,158 @@ def simulate(
         coordinates = sink.close()
     elapsed = time.monotonic() - started
     bar.close(len(sent))
-    columns = _ledger_columns(model, sent, coordinates)
-    summary = SimulationSummary(seconds=elapsed, sink=sink.name)
+    return _ledger_columns(model, sent, coordinates), elapsed
+
+
+def worker_seed(seed: int, worker: int) -> int:
+    """The seed of one worker of a parallel run (derived from the run's seed)."""
+    return int(np.random.SeedSequence([seed, worker]).generate_state(1, np.uint64)[0])
+
+
+def _simulate_parallel(
+    sink: Sink,
+    workers: int,
+    *,
+    seed: int,
+    events: int,
+    start: datetime,
+    span_s: float,
+    profile: TrafficProfile,
+    imperfections: Imperfections,
+    ledger_path: Path | None,
+    rows: bool,
+) -> tuple[SimulationSummary, list[dict[str, Any]]]:
+    """``simulate(events=...)`` over several processes.
+
+    Worker ``w`` of ``N`` runs its own traffic model (seed :func:`worker_seed`, visitor numbers
+    ``w + 1, w + 1 + N, ...``) with its share of the events over the same span, so the workers'
+    visitors are disjoint and together make the same traffic at the same rate. To Kafka, each
+    worker produces directly and owns the partitions ``p`` with ``p % N == w`` (so its offsets
+    follow from its own partitions' end offsets, and a key stays in one partition); to a
+    file, each writes a part and the parts are joined in worker order. The ledgers are merged:
+    ``seq`` orders by (``worker``, the worker's own send order), so within one Kafka partition
+    ``seq`` follows the offsets. Deterministic for a given seed and worker count.
+    """
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+
+    if isinstance(sink, KafkaSink):
+        workers = min(workers, sink.partitions)
+    elif not isinstance(sink, FileSink):
+        raise ValueError("--workers needs a Kafka or file sink")
+    workers = max(1, min(workers, events))
+    context = multiprocessing.get_context("fork")
+    with tempfile.TemporaryDirectory(prefix="webtraffic-simulate-") as tmp:
+        folder = Path(tmp)
+        started = time.monotonic()
+        processes = []
+        for worker in range(workers):
+            share = events // workers + (1 if worker < events % workers else 0)
+            args = (sink, worker, workers, seed, share, start, span_s, profile, imperfections,
+                    folder)  # fmt: skip
+            process = context.Process(target=_worker_main, args=args, daemon=True)
+            process.start()
+            processes.append(process)
+        for process in processes:
+            process.join()
+        errors = []
+        for worker, process in enumerate(processes):
+            report = folder / f"error-{worker}.txt"
+            if report.exists():
+                errors.append(report.read_text())
+            elif process.exitcode:
+                errors.append(f"worker {worker} exited with code {process.exitcode}")
+        if isinstance(sink, FileSink):
+            for worker in range(workers):
+                part = folder / f"part-{worker}.jsonl"
+                if part.exists():
+                    with part.open("rb") as src:
+                        shutil.copyfileobj(src, sink._file, 16 << 20)
+        sink.close()
+        if errors:
+            raise WebtrafficError(f"a simulator worker failed: {errors[0].strip()}")
+        elapsed = time.monotonic() - started
+        tables = []
+        offset = 0
+        for worker in range(workers):
+            with pa.memory_map(str(folder / f"ledger-{worker}.arrow")) as source:
+                table = pa.ipc.open_file(source).read_all()
+            n = table.num_rows
+            seq = pa.array(np.arange(offset, offset + n, dtype=np.int64))
+            dup = table.column("duplicate_of").to_numpy(zero_copy_only=False)
+            dup_col = pa.array(
+                np.nan_to_num(dup, nan=-1).astype(np.int64) + offset, mask=np.isnan(dup)
+            )
+            table = table.set_column(0, "seq", seq)
+            table = table.set_column(table.schema.get_field_index("duplicate_of"),
+                                     "duplicate_of", dup_col)  # fmt: skip
+            table = table.set_column(table.schema.get_field_index("worker"), "worker",
+                                     pa.array(np.full(n, worker, dtype=np.int64)))  # fmt: skip
+            tables.append(table)
+            offset += n
+        merged = pa.concat_tables(tables).combine_chunks()
+    columns = {
+        name: pa.concat_arrays(merged.column(name).chunks)
+        if merged.num_rows
+        else merged.column(name)
+        for name in LEDGER_COLUMNS
+    }
+    summary = SimulationSummary(seconds=elapsed, sink=f"{sink.name} ({workers} workers)")
     _summarise(columns, summary)
     if ledger_path is not None:
         write_ledger_columns(columns, ledger_path)
         summary.ledger = str(ledger_path)
     return summary, rows_from_columns(columns) if rows else []
+
+
+def _worker_main(
+    sink: Sink,
+    worker: int,
+    workers: int,
+    seed: int,
+    events: int,
+    start: datetime,
+    span_s: float,
+    profile: TrafficProfile,
+    imperfections: Imperfections,
+    folder: Path,
+) -> None:
+    """One worker of :func:`_simulate_parallel`, in a forked process.
+
+    Runs its share, writes its ledger to ``folder/ledger-<w>.arrow`` (or the error to
+    ``error-<w>.txt``) and exits at once: the parent's Kafka clients are not its to tear down.
+    """
+    code = 0
+    try:
+        import pyarrow as pa
+
+        mine: Any
+        if isinstance(sink, KafkaSink):
+            owned = [p for p in range(sink.partitions) if p % workers == worker]
+            mine = KafkaSink(sink.settings, sink.topic, owned=owned)
+        else:
+            mine = FileSink(folder / f"part-{worker}.jsonl")
+        model = TrafficModel(worker_seed(seed, worker), profile, worker, workers)
+        columns, _ = _produce(
+            mine, model, imperfections, events=events, start=start, span_s=span_s, rate=None,
+            duration_s=None, progress=False,
+        )  # fmt: skip
+        table = pa.table({name: columns[name] for name in LEDGER_COLUMNS})
+        path = str(folder / f"ledger-{worker}.arrow")
+        with pa.OSFile(path, "wb") as out, pa.ipc.new_file(out, table.schema) as writer:
+            writer.write_table(table)
+    except BaseException:  # reported to the parent, which raises
+        import traceback
+
+        (folder / f"error-{worker}.txt").write_text(traceback.format_exc())
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _send_many(sink: Any) -> Any:
@@ -642,4 +836,5 @@ def _replay_row(
         "device_class": None,
         "ip": obj.get("ip"),
         "size": len(value),
+        "worker": 0,
     }
