@@ -184,6 +184,8 @@ class RecordStream:
         sha256 = hashlib.sha256
         type_json = [',"event_type":"' + t + '"' for t in EVENT_TYPES]
         v_const, v_key = m.v_const, m.v_key
+        offsets = np.asarray(sorted(TZ_SUFFIX), dtype=np.int64)
+        suffixes = np.asarray([TZ_SUFFIX[o] for o in offsets.tolist()])
         parts: list[dict[str, np.ndarray]] = []
         carried: dict[str, np.ndarray] | None = None
         dup_seq: dict[int, int] = {}  # position of an original with a copy -> its seq
@@ -216,9 +218,9 @@ class RecordStream:
             rich = m.v_rich[vis]
             event_ms = nominal - late_ms
             local = (event_ms + tz * 60_000).astype("datetime64[ms]")
-            texts = np.datetime_as_string(local, unit="ms").astype(object)
-            for offset in np.unique(tz).tolist():
-                texts[tz == offset] += TZ_SUFFIX[offset]
+            texts = np.char.add(
+                np.datetime_as_string(local, unit="ms"), suffixes[np.searchsorted(offsets, tz)]
+            )
             event_id = np.full(n, None, dtype=object)
             tails = np.full(n, "", dtype=object)
             rich_at = np.flatnonzero(rich).tolist()
