@@ -440,30 +440,40 @@ def _ledger_columns(
     }
 
 
-def _column(values: Any) -> np.ndarray:
-    """A ledger column (Arrow array or list) as a numpy array (None where null)."""
-    if hasattr(values, "to_numpy"):
-        if values.null_count:
-            return np.asarray(values.to_pylist(), dtype=object)
-        return values.to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=object)
+def _arrow(values: Any) -> Any:
+    """A ledger column as an Arrow array (lists are converted)."""
+    import pyarrow as pa
+
+    return values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+
+
+def _count(mask: Any) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(mask).as_py() or 0)
 
 
 def _summarise(columns: dict[str, Any], summary: SimulationSummary) -> None:
-    event_id = _column(columns["event_id"])
-    valid = _column(columns["valid"]).astype(bool)
-    original = np.equal(_column(columns["duplicate_of"]), None)
-    late_by = _column(columns["late_by_ms"]).astype(np.int64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    event_id = _arrow(columns["event_id"])
+    valid = _arrow(columns["valid"]).cast(pa.bool_())
+    original = pc.is_null(_arrow(columns["duplicate_of"]))
+    late_by = _arrow(columns["late_by_ms"]).cast(pa.int64())
     summary.records = len(event_id)
-    summary.valid_unique = len(set(event_id[valid & original].tolist()))
-    summary.malformed = int((~valid).sum())
-    summary.duplicates = int((~original).sum())
-    late = original & (late_by > 0)
-    summary.late = int(late.sum())
-    summary.late_beyond_watermark = int((late & (late_by > oracle.WATERMARK_DELAY_MS)).sum())
-    summary.out_of_order = int(_column(columns["out_of_order"]).astype(bool).sum())
-    reasons, counts = np.unique(_column(columns["reason"])[~valid].astype(str), return_counts=True)
-    summary.reasons = {str(r): int(c) for r, c in zip(reasons, counts, strict=True)}
+    summary.valid_unique = int(pc.count_distinct(event_id.filter(pc.and_(valid, original))).as_py())
+    summary.malformed = summary.records - _count(valid)
+    summary.duplicates = summary.records - _count(original)
+    late = pc.and_(original, pc.greater(late_by, 0))
+    summary.late = _count(late)
+    summary.late_beyond_watermark = _count(
+        pc.and_(late, pc.greater(late_by, oracle.WATERMARK_DELAY_MS))
+    )
+    summary.out_of_order = _count(_arrow(columns["out_of_order"]).cast(pa.bool_()))
+    reasons = pc.drop_null(_arrow(columns["reason"]).cast(pa.string()))
+    counts = pc.value_counts(reasons).to_pylist() if len(reasons) else []
+    summary.reasons = {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
 
 
 def simulate(
@@ -518,11 +528,23 @@ def simulate(
         duration_s=duration_s, progress=progress,
     )  # fmt: skip
     summary = SimulationSummary(seconds=elapsed, sink=sink.name)
-    _summarise(columns, summary)
-    if ledger_path is not None:
-        write_ledger_columns(columns, ledger_path)
-        summary.ledger = str(ledger_path)
-    return summary, rows_from_columns(columns) if rows else []
+    return summary, _finish(columns, summary, ledger_path, rows)
+
+
+def _finish(
+    columns: dict[str, Any], summary: SimulationSummary, ledger_path: Path | None, rows: bool
+) -> list[dict[str, Any]]:
+    """Writes the ledger (in a thread: Arrow writes without the GIL) while summarising."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        written = pool.submit(write_ledger_columns, columns, ledger_path) if ledger_path else None
+        _summarise(columns, summary)
+        result = rows_from_columns(columns) if rows else []
+        if written is not None:
+            written.result()
+            summary.ledger = str(ledger_path)
+    return result
 
 
 def _produce(
@@ -683,11 +705,7 @@ def _simulate_parallel(
         for name in LEDGER_COLUMNS
     }
     summary = SimulationSummary(seconds=elapsed, sink=f"{sink.name} ({workers} workers)")
-    _summarise(columns, summary)
-    if ledger_path is not None:
-        write_ledger_columns(columns, ledger_path)
-        summary.ledger = str(ledger_path)
-    return summary, rows_from_columns(columns) if rows else []
+    return summary, _finish(columns, summary, ledger_path, rows)
 
 
 def _worker_main(
