@@ -257,3 +257,19 @@ def test_workers_split_the_run_deterministically(tmp_path):
 def test_workers_need_events(tmp_path):
     with pytest.raises(ValueError, match="--workers goes with --events"):
         simulate(FileSink(tmp_path / "x.jsonl"), rate=10, duration_s=1, workers=2)
+
+
+def test_ipv6_text_is_what_ipaddress_gives():
+    import random
+
+    from webtraffic.simulator.traffic import format_ipv6
+
+    rng = random.Random(1)
+    values = [0, 1, 2**128 - 1, 1 << 112, (1 << 112) | 1, 0x20010DB8000000000001000000000001]
+    for _ in range(20_000):
+        # Random groups, many of them zero, so every shape of zero run occurs.
+        groups = [0 if rng.random() < 0.5 else rng.randrange(1, 1 << 16) for _ in range(8)]
+        values.append(sum(g << (16 * (7 - i)) for i, g in enumerate(groups)))
+        values.append(rng.getrandbits(128))
+    for value in values:
+        assert format_ipv6(value) == str(ipaddress.IPv6Address(value)), hex(value)

@@ -211,6 +211,31 @@ def _const_json_reference(visitor: Visitor) -> str:
     return "," + json.dumps(fields, separators=(",", ":"))[1:-1]
 
 
+def format_ipv6(value: int) -> str:
+    """``str(ipaddress.IPv6Address(value))``, without building the object.
+
+    RFC 5952: lower case, no leading zeros, the longest run of two or more zero groups as
+    ``::`` (the first on a tie).
+    """
+    groups = [(value >> shift) & 0xFFFF for shift in range(112, -1, -16)]
+    best_start, best_len, start, length = -1, 1, -1, 0
+    for index, group in enumerate(groups):
+        if group == 0:
+            if length == 0:
+                start = index
+            length += 1
+            if length > best_len:
+                best_start, best_len = start, length
+        else:
+            length = 0
+    text = [f"{group:x}" for group in groups]
+    if best_start < 0:
+        return ":".join(text)
+    head = ":".join(text[:best_start])
+    tail = ":".join(text[best_start + best_len :])
+    return f"{head}::{tail}"
+
+
 def _cdf(weights: Sequence[float]) -> np.ndarray:
     cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
     return cumulative / cumulative[-1]
@@ -391,7 +416,7 @@ class TrafficModel:
             if network.version == 4:
                 ip = f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
             else:
-                ip = str(ipaddress.IPv6Address(value))
+                ip = format_ipv6(value)
             if bot[j]:
                 ua_json, header, signature, device_class, mobile = self._bot_text[agent[j]]
             else:
