@@ -147,9 +147,11 @@ def test_realtime_mode_event_time_is_send_time(kafka_broker, settings, new_topic
     assert 150 <= summary.records <= 600
     on_time = [r for r in rows if r["valid"] and r["late_by_ms"] == 0 and not r["out_of_order"]]
     assert on_time
-    # The producer stamps the record right after the event time is taken.
-    assert all(0 <= r["kafka_ts_ms"] - r["event_time_ms"] < 1000 for r in on_time)
-    assert 1.5 < summary.seconds < 4
+    # The producer stamps the record right after the event time is taken (generous bounds: the
+    # machine may be busy; the point is that on-time events carry their send time, not a
+    # nominal time minutes away).
+    assert all(0 <= r["kafka_ts_ms"] - r["event_time_ms"] < 5000 for r in on_time)
+    assert 1.5 < summary.seconds < 15
 
 
 def test_cli_simulate_to_kafka(kafka_broker, settings, new_topic, tmp_path):
