@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from webtraffic.errors import SettingsError
-from webtraffic.settings import PROJECT_ROOT, Settings
+from webtraffic.settings import PROJECT_ROOT, Settings, env_int
 
 
 @dataclass(frozen=True)
@@ -119,19 +119,6 @@ SUPERVISOR_VARIABLES: dict[str, str] = {
 }
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class SupervisorConfig:
     """Schedule and thresholds of the ``streaming_supervisor`` DAG (defaults of its params)."""
@@ -147,13 +134,15 @@ class SupervisorConfig:
         """Reads ``WEBTRAFFIC_SUPERVISOR_*`` (see ``SUPERVISOR_VARIABLES``); no I/O."""
         env = os.environ if environ is None else environ
         return cls(
-            interval_minutes=_int(env, "WEBTRAFFIC_SUPERVISOR_INTERVAL_MINUTES", 5, 1, 1440),
-            stall_seconds=_int(env, "WEBTRAFFIC_SUPERVISOR_STALL_SECONDS", 300, 1, 86400),
-            max_lag_records=_int(env, "WEBTRAFFIC_SUPERVISOR_MAX_LAG_RECORDS", 100_000, 0, 10**12),
-            max_restarts_per_hour=_int(
+            interval_minutes=env_int(env, "WEBTRAFFIC_SUPERVISOR_INTERVAL_MINUTES", 5, 1, 1440),
+            stall_seconds=env_int(env, "WEBTRAFFIC_SUPERVISOR_STALL_SECONDS", 300, 1, 86400),
+            max_lag_records=env_int(
+                env, "WEBTRAFFIC_SUPERVISOR_MAX_LAG_RECORDS", 100_000, 0, 10**12
+            ),
+            max_restarts_per_hour=env_int(
                 env, "WEBTRAFFIC_SUPERVISOR_MAX_RESTARTS_PER_HOUR", 3, 0, 60
             ),
-            startup_grace_seconds=_int(
+            startup_grace_seconds=env_int(
                 env, "WEBTRAFFIC_SUPERVISOR_STARTUP_GRACE_SECONDS", 180, 0, 86400
             ),
         )
@@ -200,7 +189,7 @@ class DatabricksJobOptions:
             spark_version=env.get("WEBTRAFFIC_DATABRICKS_SPARK_VERSION", "").strip()
             or "17.3.x-scala2.13",
             node_type_id=env.get("WEBTRAFFIC_DATABRICKS_NODE_TYPE", "").strip() or "i3.xlarge",
-            num_workers=_int(env, "WEBTRAFFIC_DATABRICKS_WORKERS", 1, 0, 1000),
+            num_workers=env_int(env, "WEBTRAFFIC_DATABRICKS_WORKERS", 1, 0, 1000),
             existing_cluster_id=env.get("WEBTRAFFIC_DATABRICKS_CLUSTER_ID", "").strip(),
             secret_scope=env.get("WEBTRAFFIC_DATABRICKS_SECRET_SCOPE", "").strip() or "webtraffic",
             sql_warehouse_id=env.get("WEBTRAFFIC_DATABRICKS_SQL_WAREHOUSE", "").strip(),

@@ -100,7 +100,12 @@ class Secret:
         return hash(self._value)
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Reads an integer variable in ``[low, high]``; ``default`` when unset or blank.
+
+    Raises:
+        SettingsError: The value is not an integer or out of range (one line, names the variable).
+    """
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -292,7 +297,7 @@ class GeoSettings:
             provider=provider,  # type: ignore[arg-type]
             offline_fallback=_env_bool(env, "WEBTRAFFIC_GEO_OFFLINE_FALLBACK", True),
             cache_table=table,
-            memory_cache_size=_env_int(env, "WEBTRAFFIC_GEO_MEMORY_CACHE_SIZE", 65536, 1, 10**8),
+            memory_cache_size=env_int(env, "WEBTRAFFIC_GEO_MEMORY_CACHE_SIZE", 65536, 1, 10**8),
             memory_cache_ttl_seconds=_env_float(
                 env, "WEBTRAFFIC_GEO_MEMORY_CACHE_TTL_SECONDS", 3600.0, 0.001, 365 * day
             ),
@@ -306,8 +311,8 @@ class GeoSettings:
             ipinfo_batch_timeout_seconds=_env_float(
                 env, "WEBTRAFFIC_IPINFO_BATCH_TIMEOUT_SECONDS", 5.0, 0.01, 600.0
             ),
-            ipinfo_batch_size=_env_int(env, "WEBTRAFFIC_IPINFO_BATCH_SIZE", 1000, 1, 1000),
-            ipinfo_retries=_env_int(env, "WEBTRAFFIC_IPINFO_RETRIES", 3, 0, 20),
+            ipinfo_batch_size=env_int(env, "WEBTRAFFIC_IPINFO_BATCH_SIZE", 1000, 1, 1000),
+            ipinfo_retries=env_int(env, "WEBTRAFFIC_IPINFO_RETRIES", 3, 0, 20),
             ipinfo_backoff_seconds=_env_float(
                 env, "WEBTRAFFIC_IPINFO_BACKOFF_SECONDS", 0.5, 0.0, 600.0
             ),
@@ -317,7 +322,7 @@ class GeoSettings:
             ipinfo_budget_seconds=_env_float(
                 env, "WEBTRAFFIC_IPINFO_BUDGET_SECONDS", 20.0, 0.01, 3600.0
             ),
-            breaker_failures=_env_int(env, "WEBTRAFFIC_IPINFO_BREAKER_FAILURES", 3, 1, 1000),
+            breaker_failures=env_int(env, "WEBTRAFFIC_IPINFO_BREAKER_FAILURES", 3, 1, 1000),
             breaker_reset_seconds=_env_float(
                 env, "WEBTRAFFIC_IPINFO_BREAKER_RESET_SECONDS", 60.0, 0.001, 7 * day
             ),
@@ -387,15 +392,15 @@ class Settings:
             )
         state_dir = Path(_env_str(env, "WEBTRAFFIC_STATE_DIR", str(PROJECT_ROOT / ".state")))
         state_dir = state_dir.expanduser().resolve()
-        port = _env_int(env, "WEBTRAFFIC_KAFKA_PORT", 19092, 1, 65535)
-        controller_port = _env_int(env, "WEBTRAFFIC_KAFKA_CONTROLLER_PORT", 19093, 1, 65535)
+        port = env_int(env, "WEBTRAFFIC_KAFKA_PORT", 19092, 1, 65535)
+        controller_port = env_int(env, "WEBTRAFFIC_KAFKA_CONTROLLER_PORT", 19093, 1, 65535)
         if port == controller_port:
             raise SettingsError(
                 "WEBTRAFFIC_KAFKA_PORT and WEBTRAFFIC_KAFKA_CONTROLLER_PORT must differ, "
                 f"both are {port}"
             )
         topic = _env_str(env, "WEBTRAFFIC_KAFKA_TOPIC", "web.events")
-        partitions = _env_int(env, "WEBTRAFFIC_KAFKA_PARTITIONS", 3, 1, 1000)
+        partitions = env_int(env, "WEBTRAFFIC_KAFKA_PARTITIONS", 3, 1, 1000)
         checkpoint_root = env.get("WEBTRAFFIC_CHECKPOINT_ROOT", "").strip()
 
         if profile == "local":
@@ -441,10 +446,10 @@ class Settings:
             checkpoint_root=checkpoint_root,
             spark_master=_env_str(env, "WEBTRAFFIC_SPARK_MASTER", "local[*]"),
             spark_driver_memory=_env_str(env, "WEBTRAFFIC_SPARK_DRIVER_MEMORY", "2g"),
-            spark_shuffle_partitions=_env_int(
+            spark_shuffle_partitions=env_int(
                 env, "WEBTRAFFIC_SPARK_SHUFFLE_PARTITIONS", 4, 1, 10000
             ),
-            airflow_port=_env_int(env, "WEBTRAFFIC_AIRFLOW_PORT", 8080, 1, 65535),
+            airflow_port=env_int(env, "WEBTRAFFIC_AIRFLOW_PORT", 8080, 1, 65535),
             jars_dir=Path(_env_str(env, "WEBTRAFFIC_JARS_DIR", str(state_dir / "jars"))).resolve(),
             geo=GeoSettings.from_env(env, state_dir),
         )

@@ -56,6 +56,36 @@ class Imperfections:
             raise ValueError("late delays must be positive")
 
 
+def draw_imperfections(
+    np_rng: np.random.Generator, imp: Imperfections, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draws the imperfections of ``n`` records at once (same draws in the same order always).
+
+    Returns:
+        ``(late_ms, hold_for, dup_after, bad)``: lateness in ms (0 = on time); records to wait
+        before a held-back record is sent (0 = in order); records after which a duplicate follows
+        (-1 = none); index into ``imp.malformed_kinds`` (-1 = well-formed).
+    """
+    late_ms = np.zeros(n, dtype=np.int64)
+    if imp.late_rate:
+        late = np_rng.random(n) < imp.late_rate
+        delay = np_rng.lognormal(np.log(imp.late_median_s), imp.late_sigma, int(late.sum()))
+        late_ms[late] = (np.minimum(delay, imp.late_max_s) * 1000).astype(np.int64)
+    hold_for = np.zeros(n, dtype=np.int64)
+    if imp.out_of_order_rate:
+        ooo = np_rng.random(n) < imp.out_of_order_rate
+        hold_for[ooo] = np_rng.integers(1, imp.out_of_order_max_records + 1, int(ooo.sum()))
+    dup_after = np.full(n, -1, dtype=np.int64)
+    if imp.duplicate_rate:
+        dup = np_rng.random(n) < imp.duplicate_rate
+        dup_after[dup] = np_rng.integers(0, 4, int(dup.sum()))
+    bad = np.full(n, -1, dtype=np.int64)
+    if imp.malformed_rate:
+        mal = np_rng.random(n) < imp.malformed_rate
+        bad[mal] = np_rng.integers(0, len(imp.malformed_kinds), int(mal.sum()))
+    return late_ms, hold_for, dup_after, bad
+
+
 _SECOND_CACHE: dict[int, tuple[int, str, str]] = {}
 
 
@@ -194,23 +224,7 @@ class RecordStream:
         for views in self.chunks:
             n = len(views.nominal_ms)
             nominal = views.nominal_ms
-            late_ms = np.zeros(n, dtype=np.int64)
-            if imp.late_rate:
-                late = np_rng.random(n) < imp.late_rate
-                delay = np_rng.lognormal(np.log(imp.late_median_s), imp.late_sigma, int(late.sum()))
-                late_ms[late] = (np.minimum(delay, imp.late_max_s) * 1000).astype(np.int64)
-            hold_for = np.zeros(n, dtype=np.int64)
-            if imp.out_of_order_rate:
-                ooo = np_rng.random(n) < imp.out_of_order_rate
-                hold_for[ooo] = np_rng.integers(1, imp.out_of_order_max_records + 1, int(ooo.sum()))
-            dup_after = np.full(n, -1, dtype=np.int64)
-            if imp.duplicate_rate:
-                dup = np_rng.random(n) < imp.duplicate_rate
-                dup_after[dup] = np_rng.integers(0, 4, int(dup.sum()))
-            bad = np.full(n, -1, dtype=np.int64)
-            if imp.malformed_rate:
-                mal = np_rng.random(n) < imp.malformed_rate
-                bad[mal] = np_rng.integers(0, len(kinds), int(mal.sum()))
+            late_ms, hold_for, dup_after, bad = draw_imperfections(np_rng, imp, n)
             hex_ids = np_rng.bytes(16 * n).hex()
             vis = views.visitor
             vis_list = vis.tolist()
@@ -393,23 +407,7 @@ class RecordStream:
             v_rich, v_tz = m.v_rich.tolist(), m.v_tz.tolist()
             n = len(views.nominal_ms)
             nominal = views.nominal_ms
-            late_ms = np.zeros(n, dtype=np.int64)
-            if imp.late_rate:
-                late = np_rng.random(n) < imp.late_rate
-                delay = np_rng.lognormal(np.log(imp.late_median_s), imp.late_sigma, int(late.sum()))
-                late_ms[late] = (np.minimum(delay, imp.late_max_s) * 1000).astype(np.int64)
-            hold_for = np.zeros(n, dtype=np.int64)
-            if imp.out_of_order_rate:
-                ooo = np_rng.random(n) < imp.out_of_order_rate
-                hold_for[ooo] = np_rng.integers(1, imp.out_of_order_max_records + 1, int(ooo.sum()))
-            dup_after = np.full(n, -1, dtype=np.int64)
-            if imp.duplicate_rate:
-                dup = np_rng.random(n) < imp.duplicate_rate
-                dup_after[dup] = np_rng.integers(0, 4, int(dup.sum()))
-            bad = np.full(n, -1, dtype=np.int64)
-            if imp.malformed_rate:
-                mal = np_rng.random(n) < imp.malformed_rate
-                bad[mal] = np_rng.integers(0, len(kinds), int(mal.sum()))
+            late_ms, hold_for, dup_after, bad = draw_imperfections(np_rng, imp, n)
             hex_ids = np_rng.bytes(16 * n).hex()
             vis = views.visitor
             tz = np.asarray(v_tz, dtype=np.int64)[vis]
