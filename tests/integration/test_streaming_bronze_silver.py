@@ -137,3 +137,36 @@ def test_sigkill_mid_run_then_restart_loses_and_repeats_nothing(
     run = settings_for(settings, new_topic, checkpoints)
     run_streams(spark, run, ["bronze", "silver"], StreamOptions(available_now=True))
     reconcile(spark, new_topic, ledger)
+
+
+def test_sigterm_stops_the_queries_cleanly(spark, settings, new_topic, tmp_path):
+    ledger = produce(settings, new_topic, 2_000, seed=23)
+    ensure_tables(spark)
+    env = {
+        **os.environ,
+        "WEBTRAFFIC_KAFKA_TOPIC": new_topic,
+        "WEBTRAFFIC_CHECKPOINT_ROOT": str(tmp_path / "checkpoints"),
+    }
+    log_path = tmp_path / "stream.log"
+    with log_path.open("w") as log:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "webtraffic.cli", "stream", "bronze",
+             "--trigger-interval", "1 second"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+
+            def bronze_complete() -> bool:
+                assert app.poll() is None, log_path.read_text()[-3000:]
+                rows = spark.table("bronze.events_raw").where(F.col("kafka_topic") == new_topic)
+                return rows.count() == len(ledger)
+
+            assert wait_until(bronze_complete, timeout=300, interval=1.0)
+            app.send_signal(signal.SIGTERM)
+            assert app.wait(120) == 0, log_path.read_text()[-3000:]
+        finally:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGKILL)
+    text = log_path.read_text()
+    assert "SIGTERM received: stopping the queries" in text
+    assert "stopped 1 queries cleanly" in text
