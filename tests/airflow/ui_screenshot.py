@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,12 +94,17 @@ def screenshot_dags(
     """Saves a PNG of ``/dags`` once every id of ``expect`` shows; returns the page text."""
     chromium = find_chromium()
     token = login_token(base_url, user, password)
-    with tempfile.TemporaryDirectory(prefix="webtraffic-chromium-") as profile:
+    # Chromium's helper processes may still write to the profile for a moment after the browser
+    # exits: they are stopped as a process group, and a leftover file never fails the cleanup.
+    with tempfile.TemporaryDirectory(
+        prefix="webtraffic-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         browser = subprocess.Popen(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -137,12 +144,28 @@ def screenshot_dags(
             finally:
                 cdp.close()
         finally:
-            browser.terminate()
+            _stop_group(browser)
+
+
+def _stop_group(browser: subprocess.Popen[bytes]) -> None:
+    """Stops Chromium and its helper processes (its own process group)."""
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(browser.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            browser.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; give its helpers a moment to leave the group too.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
             try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+                os.killpg(browser.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def main() -> int:
