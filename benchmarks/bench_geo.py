@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -107,7 +108,7 @@ def main() -> int:
 
     settings = Settings.from_env()
     db = OfflineGeoDB(settings.geo.offline_dir)
-    token = "bench-token"
+    token = secrets.token_urlsafe(16)
     ips = _public_ips(db, args.distinct, seed=5)
     import random
 

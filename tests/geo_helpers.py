@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import secrets
 from functools import cache
 
 import pytest
@@ -15,7 +16,7 @@ from webtraffic.settings import GeoSettings, Secret
 
 # conftest points the test stack at the database `make setup` fetched into <state>/geo.
 GEO_DB_DIR = TEST_SETTINGS.geo.offline_dir
-TOKEN = "test-token-7f3a"
+TOKEN = secrets.token_urlsafe(16)  # generated per run, never a literal
 
 
 @cache

@@ -9,6 +9,7 @@ mapping, retries, and that the supervisor restarts a failed run (and stops at th
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +21,8 @@ from webtraffic.settings import Settings
 APP = STREAMING_APPS[0]
 WHEEL = "/Volumes/main/webtraffic/dist/webtraffic-0.1.0-py3-none-any.whl"
 SECRET_REF = "{{{{secrets/webtraffic-prod/{}}}}}"
-SASL_PASSWORD = "s3cr3t-sasl-password-never-in-a-job"
+# Generated per run: a credential must never be a literal in the repo.
+SASL_PASSWORD = secrets.token_urlsafe(24)
 
 
 @pytest.fixture
@@ -230,7 +232,7 @@ def test_transient_errors_are_retried(jobs_api, launcher):
 
 
 def test_wrong_token_fails_clearly(jobs_api, launcher):
-    jobs_api.token = "another-token"
+    jobs_api.token = secrets.token_urlsafe(16)
     with pytest.raises(Exception, match="401"):
         launcher.start(APP)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import secrets
 import time
 
 import pytest
@@ -95,14 +96,15 @@ def test_double_refuses_more_than_1000_items(double):
 
 
 def test_bad_token_is_403_and_not_retried(double, caplog):
-    client = make_client(double, token="wrong-token-secret-123")
+    wrong_token = secrets.token_urlsafe(16)
+    client = make_client(double, token=wrong_token)
     with caplog.at_level(logging.DEBUG):
         outcome = client.lookup_batch(["8.8.8.8", "1.1.1.1"])
     assert double.records[-1].status == 403
     assert double.request_count == 1  # a rejected token is not retried
     assert "token rejected" in outcome.failed["8.8.8.8"]
-    assert "wrong-token-secret-123" not in caplog.text
-    assert "wrong-token-secret-123" not in repr(client)
+    assert wrong_token not in caplog.text
+    assert wrong_token not in repr(client)
 
 
 def test_retry_after_is_honoured_on_429(double):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,13 @@ def test_bad_values_are_one_clear_line(env, message):
 
 
 def test_databricks_profile_uses_sasl_and_never_shows_the_password():
+    password = secrets.token_urlsafe(24)
     s = Settings.from_env(
         {
             "WEBTRAFFIC_PROFILE": "databricks",
             "WEBTRAFFIC_KAFKA_BOOTSTRAP": "pkc-1.example.cloud:9092",
             "WEBTRAFFIC_KAFKA_SASL_USERNAME": "api-key",
-            "WEBTRAFFIC_KAFKA_SASL_PASSWORD": "s3cr3t-value",
+            "WEBTRAFFIC_KAFKA_SASL_PASSWORD": password,
             "WEBTRAFFIC_CHECKPOINT_ROOT": "/Volumes/main/webtraffic/checkpoints",
             "WEBTRAFFIC_CATALOG": "main",
         }
@@ -64,10 +66,10 @@ def test_databricks_profile_uses_sasl_and_never_shows_the_password():
     assert s.kafka.security_protocol == "SASL_SSL"
     config = s.kafka.client_config()
     assert config["sasl.username"] == "api-key"
-    assert config["sasl.password"] == "s3cr3t-value"
-    assert "s3cr3t-value" in s.kafka.spark_options()["kafka.sasl.jaas.config"]
+    assert config["sasl.password"] == password
+    assert password in s.kafka.spark_options()["kafka.sasl.jaas.config"]
     # Neither the settings nor the secret print the credential.
-    assert "s3cr3t-value" not in repr(s)
-    assert "s3cr3t-value" not in str(s.kafka)
-    assert "s3cr3t-value" not in f"{Secret('s3cr3t-value')}"
+    assert password not in repr(s)
+    assert password not in str(s.kafka)
+    assert password not in f"{Secret(password)}"
     assert s.catalog_name == "main"
