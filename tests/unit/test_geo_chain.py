@@ -71,13 +71,14 @@ def test_memory_cache_hit_miss_and_expiry(double):
 
 
 def test_memory_cache_ttl_and_size_bound(double):
-    chain = ipinfo_chain(double, memory_cache_ttl_seconds=0.2, memory_cache_size=10)
+    clock = Clock()
+    chain = ipinfo_chain(double, clock=clock, memory_cache_ttl_seconds=0.2, memory_cache_size=10)
     ips = public_ips(30, seed=21)
     chain.lookup_many(ips)
     assert chain.memory_size() == 10  # bounded
     chain.lookup(ips[-1])
     assert double.batch_requests == 1  # still in memory
-    time.sleep(0.25)
+    clock.advance(seconds=0.25)
     assert chain.memory_size() == 0
     assert chain.lookup(ips[-1]).origin == "ipinfo"
     assert double.batch_requests == 2

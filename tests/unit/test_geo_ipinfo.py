@@ -165,7 +165,8 @@ def test_parse_retry_after_seconds_and_http_date():
 
 def test_circuit_breaker_opens_half_opens_and_closes(double):
     double.fail_status = 500
-    breaker = CircuitBreaker(2, 0.3)
+    now = [0.0]
+    breaker = CircuitBreaker(2, 0.3, clock=lambda: now[0])
     client = make_client(double, retries=0, breaker=breaker)
     client.lookup_batch(["1.1.1.1"])
     assert breaker.state == "closed"
@@ -176,13 +177,13 @@ def test_circuit_breaker_opens_half_opens_and_closes(double):
     assert double.request_count == 2  # refused without a request
     assert "circuit breaker open" in outcome.failed["1.1.1.1"]
 
-    time.sleep(0.35)
+    now[0] += 0.35
     assert breaker.state == "half-open"
     client.lookup_batch(["1.1.1.1"])  # the trial fails: open again
     assert double.request_count == 3
     assert breaker.state == "open"
 
-    time.sleep(0.35)
+    now[0] += 0.35
     double.fail_status = None
     outcome = client.lookup_batch(["1.1.1.1"])  # the trial succeeds: closed
     assert "1.1.1.1" in outcome.answers

@@ -75,8 +75,11 @@ class GeoChain:
         if self.provider == "offline" and offline is None:
             raise WebtrafficError("the offline geo provider needs the offline database")
         self._clock = clock
+        # The memory cache ages on the chain's clock, like every other expiry here.
         self._memory: TTLCache[str, GeoResult] = TTLCache(
-            maxsize=geo.memory_cache_size, ttl=geo.memory_cache_ttl_seconds
+            maxsize=geo.memory_cache_size,
+            ttl=geo.memory_cache_ttl_seconds,
+            timer=lambda: self._clock().timestamp(),
         )
         self._lock = threading.RLock()
         self.stats: Counter[str] = Counter()
