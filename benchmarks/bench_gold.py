@@ -35,7 +35,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from webtraffic.processes import free_port
+from webtraffic.processes import free_port, wait_until
 from webtraffic.settings import PROJECT_ROOT, Settings
 
 
@@ -93,27 +93,28 @@ def _read(path: str, columns: list[str]) -> Any:
     return pq.read_table(path.removeprefix("file://"), columns=columns)
 
 
-def _wait_for_enriched(settings: Settings, topic: str, rows: int, timeout: float) -> bool:
-    """Waits until ``gold.events_enriched`` holds ``rows`` rows of ``topic``."""
+def _enriched_rows(settings: Settings, topic: str) -> int:
+    """Rows of ``topic`` in ``gold.events_enriched`` (0 while the table does not exist)."""
     from pyiceberg.expressions import EqualTo
 
     from webtraffic.catalog import load_catalog
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            table = load_catalog(settings).load_table("gold.events_enriched")
-            found = (
-                table.scan(row_filter=EqualTo("kafka_topic", topic), selected_fields=("event_id",))
-                .to_arrow()
-                .num_rows
-            )
-        except Exception:  # the table may not exist yet
-            found = 0
-        if found >= rows:
-            return True
-        time.sleep(5)
-    return False
+    try:
+        table = load_catalog(settings).load_table("gold.events_enriched")
+    except Exception:  # the table may not exist yet
+        return 0
+    scan = table.scan(row_filter=EqualTo("kafka_topic", topic), selected_fields=("event_id",))
+    return scan.to_arrow().num_rows
+
+
+def _commits(settings: Settings, table: str) -> int:
+    """Snapshots of ``table`` so far (0 while it does not exist)."""
+    from webtraffic.catalog import load_catalog
+
+    try:
+        return len(load_catalog(settings).load_table(table).snapshots())
+    except Exception:  # the table may not exist yet
+        return 0
 
 
 def realtime(settings: Settings, rate: float, duration: float) -> None:
@@ -145,13 +146,15 @@ def realtime(settings: Settings, rate: float, duration: float) -> None:
         print(f"  simulator: {summary.line()}")
         sent_at = time.monotonic()
         valid = len(oracle.valid_unique(ledger))
-        caught_up = _wait_for_enriched(settings, topic, valid, timeout=900)
+        caught_up = wait_until(lambda: _enriched_rows(settings, topic) >= valid, 900, 5.0)
         print(
             f"  the stream caught up {time.monotonic() - sent_at:.0f} s after the last send"
             if caught_up
             else "  the stream had not caught up 900 s after the last send"
         )
-        time.sleep(15)  # the aggregations' next trigger
+        # The aggregations' next trigger after the catch-up writes the windows it closed.
+        before = _commits(settings, "gold.traffic_minute")
+        wait_until(lambda: _commits(settings, "gold.traffic_minute") > before, 120, 1.0)
     finally:
         app.terminate()
         app.wait(120)

@@ -122,21 +122,26 @@ def screenshot_dags(
                 cdp.call("Network.setCookie", name="_token", value=token, url=base_url, path="/")
                 cdp.call("Page.enable")
                 cdp.call("Page.navigate", url=f"{base_url}/dags")
-                text = ""
+                # Ready when every DAG id is on the page, the document has loaded and the text
+                # stopped changing between two polls (the table has finished rendering).
+                text, previous = "", None
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
                     result = cdp.call(
-                        "Runtime.evaluate", expression="document.body.innerText", returnByValue=True
+                        "Runtime.evaluate",
+                        expression="document.readyState + '\\n' + document.body.innerText",
+                        returnByValue=True,
                     )
-                    text = str(result.get("result", {}).get("value", ""))
-                    if all(dag_id in text for dag_id in expect):
+                    state, _, text = str(result.get("result", {}).get("value", "")).partition("\n")
+                    shown = all(dag_id in text for dag_id in expect)
+                    if shown and state == "complete" and text == previous:
                         break
+                    previous = text if shown else None
                     time.sleep(0.5)
                 else:
                     raise ScreenshotError(
                         f"the DAG list never showed {expect}; the page said: {text[:300]!r}"
                     )
-                time.sleep(1.0)  # let the table finish rendering
                 shot = cdp.call("Page.captureScreenshot", format="png")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(base64.b64decode(shot["data"]))
