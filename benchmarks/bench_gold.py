@@ -35,30 +35,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from webtraffic.processes import free_port, wait_until
-from webtraffic.settings import PROJECT_ROOT, Settings
+from webtraffic.processes import wait_until
+from webtraffic.settings import PROJECT_ROOT, Settings, use_isolated_stack
 
 
 def _environment() -> Settings:
     base = Settings.from_env()
-    state = base.state_dir / "bench" / f"gold-{os.getpid()}"
-    state.mkdir(parents=True)
-    port = free_port()
-    controller = free_port()
-    while controller == port:
-        controller = free_port()
-    os.environ.update(
-        {
-            "WEBTRAFFIC_PROFILE": "local",
-            "WEBTRAFFIC_STATE_DIR": str(state),
-            "WEBTRAFFIC_JARS_DIR": str(base.jars_dir),
-            "WEBTRAFFIC_GEO_DB_DIR": str(base.geo.offline_dir),
-            "WEBTRAFFIC_KAFKA_PORT": str(port),
-            "WEBTRAFFIC_KAFKA_CONTROLLER_PORT": str(controller),
-        }
-    )
-    os.environ.pop("WEBTRAFFIC_KAFKA_BOOTSTRAP", None)
-    return Settings.from_env()
+    return use_isolated_stack(base.state_dir / "bench" / f"gold-{os.getpid()}")
 
 
 def _topic(settings: Settings, prefix: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import statistics
 import sys
@@ -24,24 +23,11 @@ from datetime import UTC, datetime, timedelta
 
 
 def _isolated_environment() -> None:
-    from webtraffic.processes import free_port
-    from webtraffic.settings import Settings
+    from webtraffic.settings import Settings, use_isolated_stack
 
-    base = Settings.from_env()
-    state = base.state_dir / "bench-streaming"
+    state = Settings.from_env().state_dir / "bench-streaming"
     shutil.rmtree(state, ignore_errors=True)
-    port, controller = free_port(), free_port()
-    os.environ.update(
-        {
-            "WEBTRAFFIC_STATE_DIR": str(state),
-            "WEBTRAFFIC_JARS_DIR": str(base.jars_dir),
-            "WEBTRAFFIC_GEO_DB_DIR": str(base.geo.offline_dir),
-            "WEBTRAFFIC_KAFKA_PORT": str(port),
-            "WEBTRAFFIC_KAFKA_CONTROLLER_PORT": str(controller),
-            "WEBTRAFFIC_SPARK_DRIVER_MEMORY": "4g",
-        }
-    )
-    os.environ.pop("WEBTRAFFIC_KAFKA_BOOTSTRAP", None)
+    use_isolated_stack(state, WEBTRAFFIC_SPARK_DRIVER_MEMORY="4g")
 
 
 def main() -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from webtraffic.processes import free_port, pid_alive
-from webtraffic.settings import PROJECT_ROOT, Settings
+from webtraffic.processes import pid_alive
+from webtraffic.settings import PROJECT_ROOT, Settings, use_isolated_stack
 
 
 def _configure_test_environment() -> Settings:
@@ -31,28 +31,12 @@ def _configure_test_environment() -> Settings:
     for old in runs.glob("run-*"):
         if not pid_alive(int(old.name.removeprefix("run-"))):
             shutil.rmtree(old, ignore_errors=True)
-    state = runs / f"run-{os.getpid()}"
-    state.mkdir()
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
-    os.environ.update(
-        {
-            "WEBTRAFFIC_PROFILE": "local",
-            "WEBTRAFFIC_STATE_DIR": str(state),
-            "WEBTRAFFIC_JARS_DIR": str(base.jars_dir),
-            # Fetched data the test stack reuses from the real state folder.
-            "WEBTRAFFIC_GEO_DB_DIR": str(base.geo.offline_dir),
-            "WEBTRAFFIC_KAFKA_PORT": str(port),
-            "WEBTRAFFIC_KAFKA_CONTROLLER_PORT": str(controller_port),
-            "WEBTRAFFIC_SPARK_MASTER": "local[2]",
-            "WEBTRAFFIC_SPARK_SHUFFLE_PARTITIONS": "2",
-            "WEBTRAFFIC_SPARK_DRIVER_MEMORY": "2g",
-        }
+    settings = use_isolated_stack(
+        runs / f"run-{os.getpid()}",
+        WEBTRAFFIC_SPARK_MASTER="local[2]",
+        WEBTRAFFIC_SPARK_SHUFFLE_PARTITIONS="2",
+        WEBTRAFFIC_SPARK_DRIVER_MEMORY="2g",
     )
-    os.environ.pop("WEBTRAFFIC_KAFKA_BOOTSTRAP", None)
-    settings = Settings.from_env()
     from webtraffic.airflow_env import apply_airflow_environment
 
     apply_airflow_environment(settings)

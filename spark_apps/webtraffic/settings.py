@@ -490,3 +490,37 @@ class Settings:
     def logs_dir(self) -> Path:
         """Logs of processes started by the project (streaming apps, Airflow)."""
         return self.state_dir / "logs"
+
+
+def use_isolated_stack(state_dir: Path, **overrides: str) -> Settings:
+    """Points this process at a local stack of its own (tests, benchmarks).
+
+    The state goes to ``state_dir``, the broker to two free ports; the fetched jars and the
+    offline geo database of the current state folder are reused. Sets the variables in
+    ``os.environ`` (so CLI subprocesses and DAG tasks see the same stack) and returns the settings.
+
+    Args:
+        state_dir: Folder for the isolated stack's state (created).
+        overrides: Further ``WEBTRAFFIC_*`` variables, e.g. ``WEBTRAFFIC_SPARK_MASTER``.
+    """
+    from webtraffic.processes import free_port
+
+    base = Settings.from_env()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    os.environ.update(
+        {
+            "WEBTRAFFIC_PROFILE": "local",
+            "WEBTRAFFIC_STATE_DIR": str(state_dir),
+            "WEBTRAFFIC_JARS_DIR": str(base.jars_dir),
+            "WEBTRAFFIC_GEO_DB_DIR": str(base.geo.offline_dir),
+            "WEBTRAFFIC_KAFKA_PORT": str(port),
+            "WEBTRAFFIC_KAFKA_CONTROLLER_PORT": str(controller_port),
+            **overrides,
+        }
+    )
+    os.environ.pop("WEBTRAFFIC_KAFKA_BOOTSTRAP", None)
+    return Settings.from_env()
