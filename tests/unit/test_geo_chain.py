@@ -8,24 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.geo_helpers import TOKEN, geo_settings, offline_db, public_ips
+from tests.geo_helpers import geo_settings, offline_db, public_ips
 from webtraffic.geo.cache_table import PyIcebergGeoCacheStore
 from webtraffic.geo.chain import GeoChain
 from webtraffic.geo.ipinfo import IpinfoClient
-from webtraffic.geo.ipinfo_double import IpinfoDouble
 from webtraffic.geo.offline import OfflineGeoDB
 from webtraffic.geo.refresh import refresh_geo_cache
-
-
-@pytest.fixture(scope="module")
-def double():
-    with IpinfoDouble(offline_db(), token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_double(double):
-    double.reset()
 
 
 class Clock:

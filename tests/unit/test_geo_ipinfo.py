@@ -14,19 +14,7 @@ import requests
 from tests.geo_helpers import TOKEN, offline_db, public_ips
 from webtraffic.geo.breaker import CircuitBreaker
 from webtraffic.geo.ipinfo import IpinfoClient, IpinfoUnavailableError, parse_retry_after
-from webtraffic.geo.ipinfo_double import IpinfoDouble
 from webtraffic.settings import Secret
-
-
-@pytest.fixture(scope="module")
-def double():
-    with IpinfoDouble(offline_db(), token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_double(double):
-    double.reset()
 
 
 class RecordingSleep:
