@@ -77,11 +77,13 @@ def start_detached(
     pid_file: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    ready_marker: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Starts ``argv`` in its own session, output appended to ``log_file``, pid in ``pid_file``.
 
     The process outlives the caller (a CLI command or an Airflow task) and is stopped later by
-    :func:`stop_pid` from the pid file.
+    :func:`stop_pid` from the pid file. With ``ready_marker`` it returns once the new process
+    answers ``pid_alive(pid, ready_marker)`` (or has ended), at most 10 s later.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,10 @@ def start_detached(
             start_new_session=True,
         )
     pid_file.write_text(f"{proc.pid}\n")
+    if ready_marker is not None:
+        # Return only once the pid answers to its marker (or the process has already ended),
+        # so that a caller checking the pid file right away never starts a second copy.
+        wait_until(lambda: proc.poll() is not None or pid_alive(proc.pid, ready_marker), 10.0)
     return proc
 
 

@@ -39,7 +39,9 @@ def start_simulator(settings: Settings, rate: float = SIMULATOR_RATE) -> int:
         return pid
     argv = [sys.executable, "-m", "webtraffic.cli", "simulate", "--rate", f"{rate:g}",
             "--duration", str(SIMULATOR_DURATION_S), "--seed", str(os.getpid())]  # fmt: skip
-    return processes.start_detached(argv, log_file, pid_file, cwd=PROJECT_ROOT).pid
+    return processes.start_detached(
+        argv, log_file, pid_file, cwd=PROJECT_ROOT, ready_marker=SIMULATOR_MARKER
+    ).pid
 
 
 def stop_simulator(settings: Settings) -> bool:
