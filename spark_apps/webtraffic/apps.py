@@ -54,8 +54,7 @@ STREAMING_APPS: tuple[StreamingApp, ...] = (
         args=("stream", "all"),
         queries=(
             "bronze_events_raw",
-            "silver_events",
-            "silver_quarantine",
+            "silver",
             "gold_events_enriched",
             "gold_traffic_minute",
             "gold_sessions",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -165,7 +165,9 @@ def idempotent_append(
         True if rows were appended, False if the batch was empty or already committed.
     """
     spark = batch.sparkSession
-    batch = batch.persist()
+    owned = not batch.is_cached
+    if owned:
+        batch = batch.persist()
     try:
         fingerprint = batch_fingerprint(batch, key_columns)
         if fingerprint is None:
@@ -182,12 +184,17 @@ def idempotent_append(
         )
         return True
     finally:
-        batch.unpersist()
+        if owned:
+            batch.unpersist()
+
+
+Transform = Callable[["DataFrame"], "DataFrame"]
+"""Turns the rows a query produces into the rows of one target table."""
 
 
 def write(
     df: DataFrame,
-    table: str,
+    targets: str | Mapping[str, Transform],
     *,
     query_name: str,
     checkpoint: str | None = None,
@@ -195,11 +202,14 @@ def write(
     before_write: Callable[[DataFrame, int], DataFrame] | None = None,
     key_columns: Sequence[str] = (),
 ) -> StreamingQuery | None:
-    """Writes ``df`` to ``table``: a streaming query for a stream, an append for a batch.
+    """Writes ``df`` to its target tables: a streaming query for a stream, appends for a batch.
 
     Args:
-        df: Rows in the table's columns (with Kafka coordinates).
-        table: Target Iceberg table.
+        df: The rows to write.
+        targets: A table name (rows already in its columns), or table name -> transform that
+            selects that table's rows from ``df`` (one query feeding several tables, e.g. silver
+            events and quarantine from one validation). The batch is computed once and cached
+            while the tables are appended in order.
         query_name: Name of the streaming query; also the writer id in snapshot summaries.
         checkpoint: Checkpoint folder of the query (streaming only).
         trigger: ``DataStreamWriter.trigger`` arguments, e.g. ``{"availableNow": True}``.
@@ -211,17 +221,30 @@ def write(
     Returns:
         The started query for a stream, None for a batch.
     """
+    outputs: dict[str, Transform | None] = (
+        {targets: None} if isinstance(targets, str) else dict(targets)
+    )
+
+    def append_batch(batch: DataFrame, batch_id: int) -> None:
+        # Cached once: a geo step, several targets and each append's fingerprint would
+        # otherwise each recompute the batch from its source.
+        owned = not batch.is_cached
+        if owned:
+            batch = batch.persist()
+        try:
+            frame = before_write(batch, batch_id) if before_write else batch
+            for table, transform in outputs.items():
+                rows = transform(frame) if transform else frame
+                idempotent_append(rows, table, query_name, batch_id, key_columns)
+        finally:
+            if owned:
+                batch.unpersist()
+
     if not df.isStreaming:
-        frame = before_write(df, -1) if before_write else df
-        idempotent_append(frame, table, query_name, -1, key_columns)
+        append_batch(df, -1)
         return None
     if checkpoint is None:
         raise ValueError("a streaming write needs a checkpoint")
-
-    def append_batch(batch: DataFrame, batch_id: int) -> None:
-        frame = before_write(batch, batch_id) if before_write else batch
-        idempotent_append(frame, table, query_name, batch_id, key_columns)
-
     writer = (
         df.writeStream.queryName(query_name)
         .option("checkpointLocation", checkpoint)

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 DEDUP_WATERMARK = "15 minutes"
-"""Event-time horizon of deduplication: longer than the worst lateness the tracker shows, so
-silver drops no late event; rows later than this are counted in ``ops.stream_progress``."""
+"""Ingestion-time horizon of deduplication: a copy of an event that bronze ingests within 15
+minutes of the first copy is dropped (a retrying producer resends within seconds). Measured on
+``ingest_ts``, not on the event time: silver then never drops a late event, and a client whose
+clock runs ahead cannot move the horizon."""
 
 _VERSION = StructType([StructField(p, StringType()) for p in ("family", "major", "minor", "patch")])
 EVENT_SCHEMA = StructType(
@@ -246,9 +248,7 @@ def normalise(validated: DataFrame) -> DataFrame:
 
     ua = e["user_agent"]
     return df.select(
-        F.coalesce(
-            F.nullif(e["event_id"], F.lit("")), F.sha2(F.encode("value", "UTF-8"), 256)
-        ).alias("event_id"),
+        event_id(e["event_id"]).alias("event_id"),
         F.coalesce(F.nullif(e["event_type"], F.lit("")), F.lit(DEFAULT_EVENT_TYPE)).alias(
             "event_type"
         ),
@@ -290,14 +290,39 @@ def normalise(validated: DataFrame) -> DataFrame:
     )
 
 
-def deduplicate(events: DataFrame, watermark: str = DEDUP_WATERMARK) -> DataFrame:
-    """Drops repeats of an event id seen within ``watermark`` of event time.
+def event_id(given: Column) -> Column:
+    """The event id: the producer's ``event_id`` when given, else SHA-256 of the raw value."""
+    return F.coalesce(F.nullif(given, F.lit("")), F.sha2(F.encode("value", "UTF-8"), 256))
 
-    Streaming: the state holds each id until the watermark passes its event time plus the
-    delay, so it stays bounded. Batch: a plain distinct on the id (the first row is kept).
+
+def deduplicate(validated: DataFrame, watermark: str = DEDUP_WATERMARK) -> DataFrame:
+    """Drops repeats of a valid event's id; every rejected record is kept.
+
+    Runs on :func:`validate` output, before :func:`normalise` and :func:`quarantine` split it,
+    so that one query (one validation) feeds both tables. Rejected rows are keyed by their Kafka
+    coordinates, which are unique, so none is ever dropped as a repeat.
+
+    Streaming: a repeat is dropped when bronze ingested it within ``watermark`` of the first
+    copy (see :data:`DEDUP_WATERMARK`); the state holds each key until the watermark passes its
+    ingestion time plus the delay, so it stays bounded. Batch: a plain distinct on the key (the
+    first row is kept).
     """
-    if events.isStreaming:
-        return events.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(
-            ["event_id"]
+    given = F.expr("try_variant_get(_json, '$.event_id', 'string')")
+    key = F.when(F.col("reason").isNull(), F.concat(F.lit("e:"), event_id(given))).otherwise(
+        F.concat_ws(
+            "/",
+            F.lit("q"),
+            "kafka_topic",
+            F.col("kafka_partition").cast("string"),
+            F.col("kafka_offset").cast("string"),
         )
-    return events.dropDuplicates(["event_id"])
+    )
+    # The parsed VARIANT is not needed after this: no reason to shuffle it.
+    keyed = validated.withColumn("_dedup_key", key).drop("_json")
+    if keyed.isStreaming:
+        deduplicated = keyed.withWatermark("ingest_ts", watermark).dropDuplicatesWithinWatermark(
+            ["_dedup_key"]
+        )
+    else:
+        deduplicated = keyed.dropDuplicates(["_dedup_key"])
+    return deduplicated.drop("_dedup_key")

@@ -30,7 +30,7 @@ LAYERS: tuple[str, ...] = ("bronze", "silver", "gold")
 
 QUERIES: dict[str, tuple[str, ...]] = {
     "bronze": ("bronze_events_raw",),
-    "silver": ("silver_events", "silver_quarantine"),
+    "silver": ("silver",),
     "gold": ("gold_events_enriched", "gold_traffic_minute", "gold_sessions"),
 }
 """Streaming query names per layer (also the writer ids in snapshot summaries)."""
@@ -90,33 +90,29 @@ def start_bronze(
 def start_silver(
     spark: SparkSession, settings: Settings, options: StreamOptions
 ) -> list[StreamingQuery]:
-    """``bronze.events_raw`` -> ``silver.events`` and ``silver.events_quarantine``."""
+    """``bronze.events_raw`` -> ``silver.events`` and ``silver.events_quarantine``.
+
+    One query: each bronze row is validated once, then split between the two tables.
+    """
     from pyspark.sql import functions as F
 
     from webtraffic import io, silver
     from webtraffic.tables import BRONZE_EVENTS_RAW, SILVER_EVENTS, SILVER_QUARANTINE
 
-    names = dict(zip(("events", "quarantine"), QUERIES["silver"], strict=True))
-    queries = []
-    for kind, table in (("events", SILVER_EVENTS), ("quarantine", SILVER_QUARANTINE)):
-        bronze = io.read_table_stream(
-            spark, BRONZE_EVENTS_RAW.name, 4 * options.max_offsets_per_trigger
-        ).where(F.col("kafka_topic") == settings.kafka.topic)
-        validated = silver.validate(bronze, observe_as=f"{names[kind]}_validation")
-        if kind == "events":
-            out = silver.deduplicate(silver.normalise(validated))
-        else:
-            out = silver.quarantine(validated)
-        query = io.write(
-            out,
-            table.name,
-            query_name=names[kind],
-            checkpoint=checkpoint(settings, names[kind]),
-            trigger=options.trigger(),
-        )
-        assert query is not None
-        queries.append(query)
-    return queries
+    (name,) = QUERIES["silver"]
+    bronze = io.read_table_stream(
+        spark, BRONZE_EVENTS_RAW.name, 4 * options.max_offsets_per_trigger
+    ).where(F.col("kafka_topic") == settings.kafka.topic)
+    validated = silver.deduplicate(silver.validate(bronze, observe_as=f"{name}_validation"))
+    query = io.write(
+        validated,
+        {SILVER_EVENTS.name: silver.normalise, SILVER_QUARANTINE.name: silver.quarantine},
+        query_name=name,
+        checkpoint=checkpoint(settings, name),
+        trigger=options.trigger(),
+    )
+    assert query is not None
+    return [query]
 
 
 def start_gold_enriched(

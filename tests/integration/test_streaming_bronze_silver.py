@@ -80,7 +80,7 @@ def test_fifty_thousand_events_reconcile_with_the_ledger(spark, settings, new_to
         F.sum("num_input_rows").alias("rows"), F.count("*").alias("batches")
     )
     per_query = {r.query_name: r for r in totals.collect()}
-    assert set(per_query) == {"bronze_events_raw", "silver_events", "silver_quarantine"}
+    assert set(per_query) == {"bronze_events_raw", "silver"}
     assert per_query["bronze_events_raw"].rows == 50_000
     assert per_query["bronze_events_raw"].batches >= 5  # maxOffsetsPerTrigger 10,000
     last_bronze = (

@@ -185,13 +185,16 @@ def test_event_id_and_visitor_key_variants(spark):
     assert rows[0].is_logged_in is True
 
 
-def test_batch_deduplicate_keeps_one_row_per_event_id(spark):
+def test_batch_deduplicate_keeps_one_row_per_event_id_and_every_rejected_record(spark):
     value = payload(event_id="same")
+    values = [value, value, b"not json", b"not json"]
     kafka = spark.createDataFrame(
-        [(None, v, "t", 0, i, KAFKA_TS.replace(tzinfo=None)) for i, v in enumerate([value, value])],
+        [(None, v, "t", 0, i, KAFKA_TS.replace(tzinfo=None)) for i, v in enumerate(values)],
         "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP",
     )
-    assert deduplicate(normalise(validate(bronze_from_kafka(kafka)))).count() == 1
+    deduplicated = deduplicate(validate(bronze_from_kafka(kafka)))
+    assert normalise(deduplicated).count() == 1
+    assert sorted(r.kafka_offset for r in quarantine(deduplicated).collect()) == [2, 3]
 
 
 ADDRESSES = [
