@@ -12,7 +12,10 @@ replays past windows through exactly this code):
 * :func:`sessions` aggregates session windows with a 5-minute inactivity gap per visitor key,
   same watermark.
 
-On a batch DataFrame ``withWatermark`` is a no-op, so the aggregations see every row.
+Both aggregations window, watermark and order on :func:`effective_event_time` (the event time,
+but never later than the Kafka timestamp), so a client clock running ahead cannot move the
+watermark. The delay is ``WEBTRAFFIC_GOLD_WATERMARK`` (``Settings.gold_watermark``). On a batch
+DataFrame ``withWatermark`` is a no-op, so the aggregations see every row.
 """
 
 from __future__ import annotations
@@ -22,15 +25,19 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from webtraffic.settings import DEFAULT_GOLD_WATERMARK
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
     from webtraffic.geo.chain import GeoChain
 
-WATERMARK = "30 seconds"
-"""Event-time watermark delay of the gold aggregations."""
+WATERMARK = DEFAULT_GOLD_WATERMARK
+"""Default event-time watermark delay of the gold aggregations (``Settings.gold_watermark``)."""
 WINDOW = "1 minute"
 SESSION_GAP = "5 minutes"
+EFFECTIVE_TIME = "_effective_event_time"
+"""Working column of the aggregations holding :func:`effective_event_time` (never output)."""
 
 BOT_PATTERN = (
     r"(?i)(bot\b|bot/|bot$|[a-z]bot|crawl|spider|slurp|headless|python|curl|wget|scrapy|"
@@ -216,17 +223,51 @@ def geo_step(chain: GeoChain) -> Callable[[DataFrame, int], DataFrame]:
 # --- aggregations ----------------------------------------------------------------------------
 
 
-def traffic_minute(enriched: DataFrame, watermark: str = WATERMARK) -> DataFrame:
-    """Tumbling 1-minute event-time windows by host × country × region × city × device class.
+def effective_event_time() -> Column:
+    """The time the aggregations window and watermark on: ``least(event_time, kafka_ts)``.
 
-    ``unique_visitors`` is exact (the size of the set of visitor keys: a streaming aggregation
-    cannot count distinct). In a stream, a window is emitted once, when the watermark
-    (max event time seen minus ``watermark``) reaches its end; rows for a window already past
-    the watermark are dropped and counted in ``ops.stream_progress.rows_dropped_by_watermark``.
+    The contract accepts an ``event_time`` up to an hour after the Kafka timestamp
+    (``contract.MAX_FUTURE_SKEW``): a client clock running ahead. On the raw event time one such
+    event would lift Spark's watermark (max event time seen minus the delay) up to an hour ahead,
+    and every on-time event after it would be dropped as late for that hour: a blank dashboard.
+    A client cannot have produced an event after the broker received it, so an event claiming a
+    later time is counted at its arrival (its Kafka timestamp) instead. For on-time and late
+    events (``event_time <= kafka_ts``) nothing changes. ``least`` skips nulls, so a row without
+    a Kafka timestamp keeps its event time.
+
+    Returns:
+        A timestamp column over ``event_time`` and ``kafka_ts``.
     """
-    df = enriched.withWatermark("event_time", watermark)
+    return F.least(F.col("event_time"), F.col("kafka_ts"))
+
+
+def _with_effective_time(enriched: DataFrame, watermark: str) -> DataFrame:
+    """``enriched`` with :data:`EFFECTIVE_TIME` and the watermark declared on it."""
+    return enriched.withColumn(EFFECTIVE_TIME, effective_event_time()).withWatermark(
+        EFFECTIVE_TIME, watermark
+    )
+
+
+def traffic_minute(enriched: DataFrame, watermark: str = WATERMARK) -> DataFrame:
+    """Tumbling 1-minute windows by host × country × region × city × device class.
+
+    Windows are on :func:`effective_event_time` (the event time, capped at the Kafka
+    timestamp). ``unique_visitors`` is exact (the size of the set of visitor keys: a streaming
+    aggregation cannot count distinct). In a stream, a window is emitted once, when the
+    watermark (max effective event time seen minus ``watermark``) reaches its end; rows for a
+    window already past the watermark are dropped and counted in
+    ``ops.stream_progress.rows_dropped_by_watermark``.
+
+    Args:
+        enriched: Rows of ``gold.events_enriched`` (stream or batch).
+        watermark: Watermark delay, a Spark interval such as ``"30 seconds"``.
+
+    Returns:
+        Rows of ``gold.traffic_minute``.
+    """
+    df = _with_effective_time(enriched, watermark)
     out = df.groupBy(
-        F.window("event_time", WINDOW).alias("w"),
+        F.window(EFFECTIVE_TIME, WINDOW).alias("w"),
         "host",
         "country_code",
         "region",
@@ -260,28 +301,43 @@ def traffic_minute(enriched: DataFrame, watermark: str = WATERMARK) -> DataFrame
     )
 
 
+def _order() -> Column:
+    """Order of a session's events: effective event time, then Kafka partition and offset."""
+    return F.struct(EFFECTIVE_TIME, "kafka_partition", "kafka_offset")
+
+
 def _first(column: str) -> Column:
     """The value of ``column`` on the session's first event (ties: the earlier Kafka record)."""
-    return F.min_by(F.col(column), F.struct("event_time", "kafka_partition", "kafka_offset"))
+    return F.min_by(F.col(column), _order())
 
 
 def _last(column: str) -> Column:
-    return F.max_by(F.col(column), F.struct("event_time", "kafka_partition", "kafka_offset"))
+    """The value of ``column`` on the session's last event (ties: the later Kafka record)."""
+    return F.max_by(F.col(column), _order())
 
 
 def sessions(enriched: DataFrame, watermark: str = WATERMARK) -> DataFrame:
     """Session windows per visitor key: a 5-minute inactivity gap closes a session.
 
-    Spark's rule: each event opens ``[t, t + 5 min)`` and overlapping intervals merge, so
-    ``session_end`` is the last event plus the gap and events exactly 5 minutes apart are two
-    sessions. Append mode: a session is emitted once the watermark passes its end.
+    Sessions, their first and last event times and the entry / exit order are all on
+    :func:`effective_event_time` (the event time, capped at the Kafka timestamp). Spark's rule:
+    each event opens ``[t, t + 5 min)`` and intervals that overlap or touch merge, so
+    ``session_end`` is the last event plus the gap and events exactly 5 minutes apart stay in
+    one session. Append mode: a session is emitted once the watermark passes its end.
     ``duration_s`` is the time between the first and the last event.
+
+    Args:
+        enriched: Rows of ``gold.events_enriched`` (stream or batch).
+        watermark: Watermark delay, a Spark interval such as ``"30 seconds"``.
+
+    Returns:
+        Rows of ``gold.sessions``.
     """
-    df = enriched.withWatermark("event_time", watermark)
-    out = df.groupBy(F.session_window("event_time", SESSION_GAP).alias("s"), "visitor_key").agg(
+    df = _with_effective_time(enriched, watermark)
+    out = df.groupBy(F.session_window(EFFECTIVE_TIME, SESSION_GAP).alias("s"), "visitor_key").agg(
         F.bool_or("is_logged_in").alias("is_logged_in"),
-        F.min("event_time").alias("first_event_time"),
-        F.max("event_time").alias("last_event_time"),
+        F.min(EFFECTIVE_TIME).alias("first_event_time"),
+        F.max(EFFECTIVE_TIME).alias("last_event_time"),
         F.count(F.lit(1)).alias("events"),
         F.count_if(F.col("event_type") == "page_view").alias("page_views"),
         F.size(F.collect_set("page_path")).alias("distinct_pages"),

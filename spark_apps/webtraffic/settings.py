@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "WEBTRAFFIC_SPARK_DRIVER_MEMORY": "local Spark driver memory (default 2g)",
     "WEBTRAFFIC_SPARK_SHUFFLE_PARTITIONS": "spark.sql.shuffle.partitions (default 4)",
     "WEBTRAFFIC_AIRFLOW_PORT": "local Airflow API/UI port (default 8080)",
+    "WEBTRAFFIC_GOLD_WATERMARK": "watermark delay of gold.traffic_minute and gold.sessions, "
+    "a positive interval such as '30 seconds' or '2 minutes' (default 30 seconds)",
     "WEBTRAFFIC_GEO_PROVIDER": "geo resolver: auto (ipinfo if a token is set, else offline), "
     "offline or ipinfo",
     "WEBTRAFFIC_GEO_DB_DIR": "offline DB-IP City Lite MMDB files (default: <state>/geo)",
@@ -146,6 +149,59 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 def _env_str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name)
     return default if raw is None or raw.strip() == "" else raw.strip()
+
+
+DEFAULT_GOLD_WATERMARK = "30 seconds"
+"""Default watermark delay of the gold aggregations (``WEBTRAFFIC_GOLD_WATERMARK``)."""
+
+INTERVAL_UNITS_MS: dict[str, int] = {
+    "millisecond": 1,
+    "second": 1000,
+    "minute": 60_000,
+    "hour": 3_600_000,
+    "day": 86_400_000,
+    "week": 7 * 86_400_000,
+}
+"""Units :func:`interval_ms` accepts (singular or plural), in milliseconds."""
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+
+
+def interval_ms(text: str) -> int | None:
+    """Milliseconds of an interval such as ``"30 seconds"`` or ``"1 minute 30 seconds"``.
+
+    A subset of what Spark's interval parser (``withWatermark``) accepts: one or more pairs of a
+    whole number and a unit of :data:`INTERVAL_UNITS_MS`, case-insensitive.
+
+    Returns:
+        The interval in milliseconds, or None when ``text`` is not such an interval.
+    """
+    words = text.strip().lower().split()
+    if not words or len(words) % 2:
+        return None
+    total = 0
+    for number, unit in zip(words[::2], words[1::2], strict=True):
+        size = INTERVAL_UNITS_MS.get(unit.removesuffix("s"))
+        if size is None or not _WHOLE_NUMBER.fullmatch(number):
+            return None
+        total += int(number) * size
+    return total
+
+
+def _env_interval(env: Mapping[str, str], name: str, default: str) -> str:
+    """Reads a positive interval variable; returns it normalised (lower case, single spaces).
+
+    Raises:
+        SettingsError: The value is not a positive interval (one line, names the variable).
+    """
+    raw = _env_str(env, name, default)
+    ms = interval_ms(raw)
+    if not ms:
+        units = ", ".join(f"{unit}s" for unit in INTERVAL_UNITS_MS)
+        raise SettingsError(
+            f"{name} must be a positive interval such as '30 seconds' or '2 minutes' "
+            f"(whole numbers of {units}), got {raw!r}"
+        )
+    return " ".join(raw.lower().split())
 
 
 @dataclass(frozen=True)
@@ -345,6 +401,8 @@ class Settings:
         spark_driver_memory: Driver heap for the local profile.
         spark_shuffle_partitions: ``spark.sql.shuffle.partitions``.
         airflow_port: Port of the local Airflow API server / UI.
+        gold_watermark: Watermark delay of the gold aggregations (``gold.traffic_minute``,
+            ``gold.sessions``), a Spark interval such as ``"30 seconds"``.
         project_root: The repository (for ``dags/`` and ``plugins/``).
         jars_dir: Jars fetched from Maven Central (``jvm/pom.xml``): ``broker/`` and ``spark/``.
         geo: IP geolocation (resolvers, caches, ipinfo client).
@@ -367,6 +425,7 @@ class Settings:
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 4
     airflow_port: int = 8080
+    gold_watermark: str = DEFAULT_GOLD_WATERMARK
     project_root: Path = PROJECT_ROOT
     jars_dir: Path = field(default=Path())
     geo: GeoSettings = field(default_factory=GeoSettings)
@@ -450,6 +509,7 @@ class Settings:
                 env, "WEBTRAFFIC_SPARK_SHUFFLE_PARTITIONS", 4, 1, 10000
             ),
             airflow_port=env_int(env, "WEBTRAFFIC_AIRFLOW_PORT", 8080, 1, 65535),
+            gold_watermark=_env_interval(env, "WEBTRAFFIC_GOLD_WATERMARK", DEFAULT_GOLD_WATERMARK),
             jars_dir=Path(_env_str(env, "WEBTRAFFIC_JARS_DIR", str(state_dir / "jars"))).resolve(),
             geo=GeoSettings.from_env(env, state_dir),
         )

@@ -1,7 +1,9 @@
-"""Gold's pure transforms on tiny hand-written batch DataFrames.
+"""Gold's pure transforms on tiny hand-written batch DataFrames, and its watermark in a stream.
 
 Classifications are compared with the simulator's own labels (its catalogue of user agents says
-which are bots, tablets and phones); the IP anonymisation with Python's ``ipaddress``.
+which are bots, tablets and phones); the IP anonymisation with Python's ``ipaddress``. The
+aggregations' watermark is exercised on a Parquet folder read as a stream, written batch by
+batch, so every micro-batch is known; ``WEBTRAFFIC_GOLD_WATERMARK`` is checked against Spark.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from webtraffic import gold
+from webtraffic.errors import SettingsError
+from webtraffic.settings import Settings
 from webtraffic.simulator.catalogs import BOT_AGENTS, HUMAN_AGENTS
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -123,15 +127,20 @@ def test_referrer_class(spark, referrer_host, host, expected):
     assert got == expected
 
 
-def _events(spark, rows):
-    """Minimal enriched rows: (visitor, seconds after T0, path, event_type[, host])."""
+def _events(spark, rows, first_offset=0):
+    """Minimal enriched rows: (visitor, seconds after T0, path, event_type[, host[, kafka_s]]).
+
+    ``kafka_s`` is the Kafka timestamp in seconds after T0; by default the event time (an
+    on-time event). Offsets count from ``first_offset``.
+    """
     data = []
-    for i, (visitor, seconds, path, event_type, *rest) in enumerate(rows):
+    for i, (visitor, seconds, path, event_type, *rest) in enumerate(rows, start=first_offset):
         host = rest[0] if rest else "a.example"
+        kafka_s = rest[1] if len(rest) > 1 else seconds
         data.append((
             f"e{i}", event_type, T0 + timedelta(seconds=seconds), visitor,
             visitor.startswith("u:"), host, path, "direct", None, "DE", "Berlin", "Berlin",
-            "desktop", False, "t", 0, i, T0,
+            "desktop", False, "t", 0, i, T0 + timedelta(seconds=kafka_s),
         ))  # fmt: skip
     schema = (
         "event_id STRING, event_type STRING, event_time TIMESTAMP, visitor_key STRING, "
@@ -194,3 +203,129 @@ def test_sessions_on_a_batch_gap_rule_and_visitors_apart(spark):
     assert got["u:7"][0].session_id != got["a:cookie"][0].session_id
     ids = [s.session_id for sessions in got.values() for s in sessions]
     assert len(ids) == len(set(ids))
+
+
+def _naive(seconds: float) -> datetime:
+    """T0 + ``seconds`` as Spark returns it (a naive UTC datetime)."""
+    return (T0 + timedelta(seconds=seconds)).replace(tzinfo=None)
+
+
+FUTURE_S = 20 * 60
+"""A valid client clock running 20 minutes ahead (the contract allows up to an hour)."""
+
+
+def test_effective_event_time_caps_the_event_time_at_the_kafka_timestamp(spark):
+    df = _events(spark, [
+        ("h:a", 10, "/", "page_view"),  # on time
+        ("h:a", 10, "/", "page_view", "a.example", 40),  # late: arrived 30 s after
+        ("h:a", FUTURE_S + 5, "/", "page_view", "a.example", 5),  # from the future
+    ])  # fmt: skip
+    no_kafka_ts = _events(spark, [("h:a", 7, "/", "page_view")], first_offset=3)
+    df = df.union(no_kafka_ts.withColumn("kafka_ts", F.lit(None).cast("timestamp")))
+    got = df.select("kafka_offset", gold.effective_event_time()).orderBy("kafka_offset").collect()
+    assert [r[1] for r in got] == [_naive(10), _naive(10), _naive(5), _naive(7)]
+
+
+def test_an_event_from_the_future_counts_in_the_window_of_its_kafka_timestamp(spark):
+    df = _events(spark, [
+        ("h:a", 10, "/a", "page_view"),
+        ("h:b", FUTURE_S + 5, "/b", "page_view", "a.example", 15),
+        ("h:b", 40, "/c", "click"),
+    ])  # fmt: skip
+    minute = gold.traffic_minute(df).collect()
+    assert [(r.window_start, r.events, r.unique_visitors) for r in minute] == [(_naive(0), 3, 2)]
+    (b,) = [s for s in gold.sessions(df).collect() if s.visitor_key == "h:b"]
+    # Counted at arrival: it is the session's first event, 25 s before the click.
+    assert (b.first_event_time, b.last_event_time, b.duration_s) == (_naive(15), _naive(40), 25)
+    assert (b.entry_page, b.exit_page, b.session_start) == ("/b", "/c", _naive(15))
+
+
+def _run_available_now(spark, source, schema, checkpoints, results):
+    """One available-now run of both aggregations over the Parquet folder ``source``."""
+    stream = spark.readStream.schema(schema).parquet(str(source))
+    for name, transform in (("minute", gold.traffic_minute), ("sessions", gold.sessions)):
+
+        def keep(batch, _batch_id, name=name):
+            results[name] += batch.collect()
+
+        query = (
+            transform(stream)
+            .writeStream.outputMode("append")
+            .foreachBatch(keep)
+            .option("checkpointLocation", str(checkpoints / name))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination(300)
+        assert query.exception() is None
+
+
+def test_a_future_event_does_not_push_the_watermark_over_on_time_events(spark, tmp_path):
+    source, checkpoints = tmp_path / "enriched", tmp_path / "checkpoints"
+    results: dict[str, list] = {"minute": [], "sessions": []}
+    batches = [
+        # An on-time event, and a valid one whose client clock runs 20 minutes ahead. On the
+        # raw event time the watermark would jump to T0 + 19:45 and drop the next batch.
+        [("h:n", 10, "/", "page_view"), ("h:f", FUTURE_S + 10, "/", "page_view", "a.example", 11)],
+        [("h:n", 15, "/x", "click"), ("h:n", 20, "/y", "page_view")],  # on time, seconds later
+        # Two flushes, each in its own batch: the watermark passes every window and session.
+        [("h:flush", 5 * 60, "/", "page_view")],
+        [("h:flush", 11 * 60, "/", "page_view")],
+    ]
+    offset = 0
+    schema = None
+    for rows in batches:
+        df = _events(spark, rows, first_offset=offset)
+        offset += len(rows)
+        schema = df.schema
+        df.write.mode("append").parquet(str(source))
+        _run_available_now(spark, source, schema, checkpoints, results)
+
+    first = [r for r in results["minute"] if r.window_start == _naive(0)]
+    assert [(r.events, r.page_views, r.unique_visitors) for r in first] == [(4, 3, 2)]
+    assert {r.window_start for r in results["minute"]} == {_naive(0), _naive(5 * 60)}
+    sessions = {s.visitor_key: s for s in results["sessions"]}
+    assert set(sessions) == {"h:n", "h:f", "h:flush"}
+    n = sessions["h:n"]
+    assert (n.events, n.first_event_time, n.last_event_time) == (3, _naive(10), _naive(20))
+    assert (n.entry_page, n.exit_page) == ("/", "/y")
+    assert sessions["h:f"].first_event_time == _naive(11)
+
+
+# --- WEBTRAFFIC_GOLD_WATERMARK -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, "30 seconds"),
+        ("", "30 seconds"),
+        ("2 minutes", "2 minutes"),
+        (" 90  SECONDS ", "90 seconds"),
+        ("1 minute 30 seconds", "1 minute 30 seconds"),
+        ("500 milliseconds", "500 milliseconds"),
+        ("1 hour", "1 hour"),
+    ],
+)
+def test_gold_watermark_setting(raw, expected):
+    env = {} if raw is None else {"WEBTRAFFIC_GOLD_WATERMARK": raw}
+    assert Settings.from_env(env).gold_watermark == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["0 seconds", "-1 seconds", "30", "30s", "30 secs", "thirty seconds", "1.5 minutes",
+            "2 fortnights", "seconds 30", "1 minute 30"],
+)  # fmt: skip
+def test_a_bad_gold_watermark_is_one_clear_line(raw):
+    with pytest.raises(SettingsError, match="WEBTRAFFIC_GOLD_WATERMARK must be a positive") as e:
+        Settings.from_env({"WEBTRAFFIC_GOLD_WATERMARK": raw})
+    assert "\n" not in str(e.value)
+    assert repr(raw) in str(e.value)
+
+
+def test_every_accepted_gold_watermark_is_a_spark_interval(spark):
+    df = _events(spark, [("h:a", 10, "/", "page_view")])
+    for raw in ("2 minutes", "90 SECONDS", "1 minute 30 seconds", "500 milliseconds", "1 week"):
+        watermark = Settings.from_env({"WEBTRAFFIC_GOLD_WATERMARK": raw}).gold_watermark
+        assert gold.traffic_minute(df, watermark).count() == 1
+        assert gold.sessions(df, watermark).count() == 1

@@ -11,11 +11,12 @@ S = 1000
 MIN = 60 * S
 
 
-def ev(seq, t, visitor="u:1", path="/", event_type="page_view", host="a.example", bot=False):
+def ev(seq, t, visitor="u:1", path="/", event_type="page_view", host="a.example", bot=False,
+       kafka_ts=None):  # fmt: skip
     return {
         "seq": seq, "event_time_ms": t, "visitor_key": visitor, "path": path,
         "event_type": event_type, "host": host, "is_bot": bot, "valid": True,
-        "duplicate_of": None, "event_id": f"e{seq}",
+        "duplicate_of": None, "event_id": f"e{seq}", "kafka_ts_ms": kafka_ts,
     }  # fmt: skip
 
 
@@ -104,3 +105,44 @@ def test_classifier_reasons_on_hand_written_records():
     assert oracle.classify(b"{", ts) == "not_json"
     assert oracle.classify(b"\xff{}", ts) == "invalid_utf8"
     assert oracle.classify(ok.replace(b'"host":"a.example"', b'"host":""'), ts) == "missing_host"
+
+
+FUTURE = 20 * MIN  # a valid client clock 20 minutes ahead (the contract allows an hour)
+
+
+def test_effective_time_is_the_event_time_capped_at_the_kafka_timestamp():
+    assert oracle.effective_time_ms(ev(0, T0 + 10 * S, kafka_ts=T0 + 12 * S)) == T0 + 10 * S
+    assert oracle.effective_time_ms(ev(1, T0 + FUTURE, kafka_ts=T0 + 12 * S)) == T0 + 12 * S
+    assert oracle.effective_time_ms(ev(2, T0 + FUTURE)) == T0 + FUTURE  # no Kafka timestamp
+    assert oracle.effective_time_ms({"event_time_ms": T0}) == T0  # a row without the column
+
+
+def test_an_event_from_the_future_counts_in_the_window_of_its_kafka_timestamp():
+    counts = oracle.minute_counts([ev(0, T0 + 10 * S, kafka_ts=T0 + 10 * S),
+                                   ev(1, T0 + FUTURE, "a:f", kafka_ts=T0 + 30 * S)])  # fmt: skip
+    assert list(counts) == [(T0, "a.example")]
+    assert (counts[(T0, "a.example")].events, counts[(T0, "a.example")].unique_visitors) == (2, 2)
+
+
+def test_an_event_from_the_future_does_not_push_the_watermark():
+    events = [
+        ev(0, T0 + 10 * S, kafka_ts=T0 + 10 * S),
+        ev(1, T0 + FUTURE, "a:f", kafka_ts=T0 + 11 * S),
+        ev(2, T0 + 15 * S, kafka_ts=T0 + 15 * S),
+    ]
+    admitted, dropped = oracle.watermark_split(events)
+    assert ([e["seq"] for e in admitted], dropped) == ([0, 1, 2], [])
+    # On the raw event time (no Kafka timestamps) the on-time event after it would be dropped.
+    raw = [{**e, "kafka_ts_ms": None} for e in events]
+    assert [e["seq"] for e in oracle.watermark_split(raw)[1]] == [2]
+
+
+def test_sessions_order_and_bound_on_the_effective_time():
+    found = oracle.sessions([
+        ev(0, T0 + FUTURE, path="/future", kafka_ts=T0 + 5 * S),
+        ev(1, T0 + 40 * S, path="/later", kafka_ts=T0 + 40 * S),
+    ])  # fmt: skip
+    assert len(found) == 1
+    s = found[0]
+    assert (s.first_event_ms, s.last_event_ms, s.events) == (T0 + 5 * S, T0 + 40 * S, 2)
+    assert (s.entry_path, s.exit_path) == ("/future", "/later")

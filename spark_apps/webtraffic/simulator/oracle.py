@@ -8,6 +8,11 @@ earlier batches) - delay``; a row whose window (or session) would end at or befo
 watermark is dropped. :func:`watermark_split` reproduces that either per record in send order
 (``batch_of=None``: the strictest case, every record is its own batch) or for given micro-batch
 assignments, so completeness can be measured exactly.
+
+Effective event time: windows, sessions and the watermark are all on
+``min(event_time_ms, kafka_ts_ms)`` (:func:`effective_time_ms`): an event claiming a time after
+its Kafka timestamp (a client clock running ahead, valid up to ``MAX_FUTURE_SKEW``) counts at
+its arrival. For on-time and late events this is the event time.
 """
 
 from __future__ import annotations
@@ -153,6 +158,17 @@ def quarantined(ledger: Iterable[Row]) -> list[Row]:
     return [row for row in ledger if not row["valid"]]
 
 
+def effective_time_ms(row: Row) -> int:
+    """The time gold windows, sessions and watermarks ``row`` on: event time, capped at Kafka's.
+
+    ``min(event_time_ms, kafka_ts_ms)``; the event time alone when the row has no Kafka
+    timestamp (a ledger written for a file sink, a hand-written row).
+    """
+    kafka_ts_ms = row.get("kafka_ts_ms")
+    event_ms: int = row["event_time_ms"]
+    return event_ms if kafka_ts_ms is None else min(event_ms, kafka_ts_ms)
+
+
 def window_start_ms(event_ms: int, size_ms: int = MINUTE_MS) -> int:
     """Start of the tumbling window holding ``event_ms`` (windows are aligned to the epoch)."""
     return event_ms - event_ms % size_ms
@@ -169,8 +185,9 @@ def watermark_split(
     Args:
         events: Valid unique events in processing order (send order, or Kafka order).
         delay_ms: Watermark delay (30 s for the gold aggregations).
-        end_of: Maps an event time to the end of the state it would join; the event is dropped
-            when that end is at or before the watermark. Default: the end of its 1-minute window.
+        end_of: Maps an effective event time (:func:`effective_time_ms`) to the end of the state
+            it would join; the event is dropped when that end is at or before the watermark.
+            Default: the end of its 1-minute window.
         batch_of: Micro-batch number of an event (non-decreasing in processing order). None:
             each event is its own batch, the strictest watermark.
 
@@ -190,7 +207,7 @@ def watermark_split(
             max_seen = max(max_seen, batch_max)
             watermark = max(watermark, max_seen - delay_ms)
             current_batch, batch_max = batch, -(2**62)
-        event_ms = row["event_time_ms"]
+        event_ms = effective_time_ms(row)
         batch_max = max(batch_max, event_ms)
         (admitted if end_of(event_ms) > watermark else dropped).append(row)
     return admitted, dropped
@@ -209,14 +226,16 @@ class MinuteCounts:
 def minute_counts(
     events: Iterable[Row], dims: tuple[str, ...] = ("host",)
 ) -> dict[tuple[Any, ...], MinuteCounts]:
-    """Per 1-minute window (on event time) and the given ledger columns: the counts gold must have.
+    """Per 1-minute window and the given ledger columns: the counts gold must have.
+
+    Windows are on the effective event time (:func:`effective_time_ms`).
 
     Returns:
         ``{(window_start_ms, *dim_values): MinuteCounts}``.
     """
     groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for row in events:
-        groups[(window_start_ms(row["event_time_ms"]), *(row[d] for d in dims))].append(row)
+        groups[(window_start_ms(effective_time_ms(row)), *(row[d] for d in dims))].append(row)
     return {
         key: MinuteCounts(
             events=len(rows),
@@ -234,7 +253,9 @@ class ExpectedSession:
 
     visitor_key: str
     first_event_ms: int
+    """Effective event time (:func:`effective_time_ms`) of the first event."""
     last_event_ms: int
+    """Effective event time of the last event."""
     events: int
     page_views: int
     distinct_pages: int
@@ -253,17 +274,18 @@ def sessions(events: Iterable[Row], gap_ms: int = SESSION_GAP_MS) -> list[Expect
     This is Spark's ``session_window`` rule: each event opens ``[t, t + gap)`` and a session
     absorbs the next event when that event starts at or before the session's end
     (``MergingSessionsIterator``: ``sessionStart <= currentSessionEnd``), so events exactly
-    ``gap_ms`` apart stay in one session (checked on Spark 4.1).
+    ``gap_ms`` apart stay in one session (checked on Spark 4.1). Times are effective event times
+    (:func:`effective_time_ms`).
     """
     by_visitor: dict[str, list[Row]] = defaultdict(list)
     for row in events:
         by_visitor[row["visitor_key"]].append(row)
     out: list[ExpectedSession] = []
     for key, rows in by_visitor.items():
-        rows.sort(key=lambda r: (r["event_time_ms"], r["seq"]))
+        rows.sort(key=lambda r: (effective_time_ms(r), r["seq"]))
         current: list[Row] = []
         for row in rows:
-            if current and row["event_time_ms"] > current[-1]["event_time_ms"] + gap_ms:
+            if current and effective_time_ms(row) > effective_time_ms(current[-1]) + gap_ms:
                 out.append(_session(key, current))
                 current = []
             current.append(row)
@@ -275,8 +297,8 @@ def sessions(events: Iterable[Row], gap_ms: int = SESSION_GAP_MS) -> list[Expect
 def _session(key: str, rows: list[Row]) -> ExpectedSession:
     return ExpectedSession(
         visitor_key=key,
-        first_event_ms=rows[0]["event_time_ms"],
-        last_event_ms=rows[-1]["event_time_ms"],
+        first_event_ms=effective_time_ms(rows[0]),
+        last_event_ms=effective_time_ms(rows[-1]),
         events=len(rows),
         page_views=sum(1 for r in rows if r["event_type"] == "page_view"),
         distinct_pages=len({r["path"] for r in rows}),
