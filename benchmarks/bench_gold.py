@@ -167,6 +167,7 @@ def realtime(settings: Settings, rate: float, duration: float) -> None:
             f"  window end -> row in gold.traffic_minute: p50 {_pct(window_delays, 0.5):.1f} s, "
             f"p95 {_pct(window_delays, 0.95):.1f} s ({len(window_delays):,} rows)"
         )
+    _query_table(catalog)
     valid = oracle.valid_unique(ledger)
     closed_ms = closed_end * 1000
     expected = [r for r in valid if oracle.window_start_ms(r["event_time_ms"]) + 60_000
@@ -177,6 +178,25 @@ def realtime(settings: Settings, rate: float, duration: float) -> None:
             f"of the closed windows landed in a window = {100 * landed / len(expected):.3f} %"
         )
     _completeness_table(valid)
+
+
+def _query_table(catalog: Any) -> None:
+    """Per query: micro-batches, median and p95 batch duration, and the largest Kafka lag."""
+    import statistics
+
+    rows = catalog.load_table("ops.stream_progress").scan().to_arrow().to_pylist()
+    per_query: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["num_input_rows"]:
+            per_query.setdefault(row["query_name"], []).append(row)
+    for name, batches in sorted(per_query.items()):
+        durations = [b["batch_duration_ms"] / 1000 for b in batches]
+        lags = [b["lag_records"] for b in batches if b["lag_records"] is not None]
+        print(
+            f"  {name:22} {len(batches):4} batches, duration median "
+            f"{statistics.median(durations):5.1f} s, p95 {_pct(durations, 0.95):5.1f} s"
+            + (f", largest Kafka lag {max(lags):,} records" if lags else "")
+        )
 
 
 def _completeness_table(valid: list[dict]) -> None:

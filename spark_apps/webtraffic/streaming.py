@@ -165,7 +165,7 @@ def start_gold_aggregates(
             F.col("kafka_topic") == settings.kafka.topic
         )
         query = io.write(
-            transform(enriched),
+            transform(enriched, watermark=settings.gold_watermark),
             table.name,
             query_name=name,
             checkpoint=checkpoint(settings, name),

@@ -15,7 +15,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from webtraffic import gold
-from webtraffic.errors import SettingsError
 from webtraffic.settings import Settings
 from webtraffic.simulator.catalogs import BOT_AGENTS, HUMAN_AGENTS
 
@@ -293,34 +292,6 @@ def test_a_future_event_does_not_push_the_watermark_over_on_time_events(spark, t
 
 
 # --- WEBTRAFFIC_GOLD_WATERMARK -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (None, "30 seconds"),
-        ("", "30 seconds"),
-        ("2 minutes", "2 minutes"),
-        (" 90  SECONDS ", "90 seconds"),
-        ("1 minute 30 seconds", "1 minute 30 seconds"),
-        ("500 milliseconds", "500 milliseconds"),
-        ("1 hour", "1 hour"),
-    ],
-)
-def test_gold_watermark_setting(raw, expected):
-    env = {} if raw is None else {"WEBTRAFFIC_GOLD_WATERMARK": raw}
-    assert Settings.from_env(env).gold_watermark == expected
-
-
-@pytest.mark.parametrize(
-    "raw", ["0 seconds", "-1 seconds", "30", "30s", "30 secs", "thirty seconds", "1.5 minutes",
-            "2 fortnights", "seconds 30", "1 minute 30"],
-)  # fmt: skip
-def test_a_bad_gold_watermark_is_one_clear_line(raw):
-    with pytest.raises(SettingsError, match="WEBTRAFFIC_GOLD_WATERMARK must be a positive") as e:
-        Settings.from_env({"WEBTRAFFIC_GOLD_WATERMARK": raw})
-    assert "\n" not in str(e.value)
-    assert repr(raw) in str(e.value)
 
 
 def test_every_accepted_gold_watermark_is_a_spark_interval(spark):
