@@ -94,8 +94,9 @@ _STRING_FIELDS = ("url", "referrer", "host", "ip", "event_time", "event_id", "ev
                   "anonymous_id")  # fmt: skip
 _INTEGER_FIELDS = ("user_id", "academy_id")
 _OBJECT_FIELDS = ("user_agent", "headers")
-_INTEGER_TYPES = "('BIGINT', 'INT', 'SMALLINT', 'TINYINT', 'VOID')"
+_INTEGER_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT", "VOID")
 _UA_PARTS = ("family", "major", "minor", "patch")
+_UA_OBJECTS = ("device", "os")
 
 
 def _type(path: str) -> str:
@@ -103,24 +104,102 @@ def _type(path: str) -> str:
     return f"schema_of_variant(variant_get(_json, '{path}'))"
 
 
+def _one_of(names: tuple[str, ...] | list[str]) -> str:
+    return "(?:" + "|".join(names) + ")"
+
+
+_END = "(?:, (?!>)|(?=>))"  # after a field: the next one, or the end of the object
+
+
+def _object(*fields: str) -> str:
+    """Regex: an ``OBJECT<name: TYPE, ...>`` type whose every field matches one of ``fields``."""
+    return f"OBJECT<(?:{_one_of(fields)}{_END})*+>"
+
+
+# Field names as schema_of_variant prints them: [A-Za-z0-9_]+ as they are, others in backquotes
+# (an inner backquote doubled). Quoted names holding a backquote, ':', ',', '<' or '>' are left
+# out, so that a match always cuts the type string at its real field and type boundaries (and
+# the header rule's ': ' can only be a separator).
+_NAME = "(?:[A-Za-z0-9_]++|`[^`:,<>]*+`)"
+_SCALAR = "[A-Z_]++(?:[(][0-9]++,[0-9]++[)])?+"  # STRING, BIGINT, VOID, DECIMAL(3,1), ...
+
+
+def _any(depth: int) -> str:
+    """Regex: any type nested at most ``depth`` objects or arrays deep."""
+    if depth == 0:
+        return _SCALAR
+    inner = _any(depth - 1)
+    return f"(?:{_SCALAR}|ARRAY<{inner}>|{_object(f'{_NAME}: {inner}')})"
+
+
+def _fields(types: dict[str, str], in_name_order: bool) -> str:
+    """Regex: an OBJECT type with the fields ``types`` (name: type regex), each optional.
+
+    In name order (as schema_of_variant prints them) and nothing else: the usual record, quick
+    to match. Else in any order, with other fields the contract ignores (up to 3 levels deep).
+    """
+    if in_name_order:
+        return "OBJECT<" + "".join(f"(?:{n}: {types[n]}{_END})?+" for n in sorted(types)) + ">"
+    names: dict[str, list[str]] = {}
+    for name, type_ in types.items():
+        names.setdefault(type_, []).append(name)
+    other = f"(?!{_one_of(list(types))}: ){_NAME}: {_any(3)}"
+    return _object(*(f"{_one_of(n)}: {t}" for t, n in names.items()), other)
+
+
+def _record(in_name_order: bool) -> str:
+    """Regex: the type of a record in which no field of the contract has a wrong type."""
+    string = "(?:STRING|VOID)"
+    part = dict.fromkeys(_UA_PARTS, string)
+    ua_object = _fields(part, in_name_order)
+    ua = _fields({**part, **dict.fromkeys(_UA_OBJECTS, f"(?:VOID|{ua_object})")}, in_name_order)
+    headers = _object(f"{_NAME}: STRING")
+    types = {
+        **dict.fromkeys(_STRING_FIELDS, string),
+        **dict.fromkeys(_INTEGER_FIELDS, _one_of(_INTEGER_TYPES)),
+        "user_agent": f"(?:VOID|{ua})",
+        "headers": f"(?:VOID|{headers})",
+    }
+    return _fields(types, in_name_order)
+
+
+_CONFORMING = f"^(?:{_record(in_name_order=True)}|{_record(in_name_order=False)})$"
+"""Java regex over ``schema_of_variant`` of a whole record: it matches only records in which no
+field of the contract has a wrong type (some such records it does not match; they take the
+field-by-field rules). Needs no backslash, so it goes into SQL as it is."""
+
+
+def _any_type(paths: list[str], condition: str) -> str:
+    """SQL: whether the type name ``t`` at one of ``paths`` meets ``condition`` (absent: no)."""
+    types = ", ".join(_type(p) for p in paths)
+    return f"exists(array({types}), t -> coalesce({condition}, false))"
+
+
 def _wrong_type_sql() -> str:
-    checks = [f"{_type('$.' + f)} NOT IN ('STRING', 'VOID')" for f in _STRING_FIELDS]
-    checks += [f"{_type('$.' + f)} NOT IN {_INTEGER_TYPES}" for f in _INTEGER_FIELDS]
-    checks += [
-        f"NOT ({_type('$.' + f)} LIKE 'OBJECT%' OR {_type('$.' + f)} = 'VOID')"
-        for f in _OBJECT_FIELDS
+    """SQL: whether a field of the contract has a wrong JSON type (JSON null fits every type).
+
+    The rules take a ``schema_of_variant`` per field, some 30 per record. One of the whole
+    record usually settles it: when it matches ``_CONFORMING``, no rule can fail. The rules run
+    on the other records only (not objects, wrong types, deeply nested extra fields...).
+    """
+    ua = "$.user_agent"
+    objects = [f"{ua}.{o}" for o in _UA_OBJECTS]
+    integer_types = ", ".join(f"'{t}'" for t in _INTEGER_TYPES)
+    rules = [
+        _any_type(
+            [f"$.{f}" for f in _STRING_FIELDS]
+            + [f"{o}.{p}" for o in (ua, *objects) for p in _UA_PARTS],
+            "t NOT IN ('STRING', 'VOID')",
+        ),
+        _any_type([f"$.{f}" for f in _INTEGER_FIELDS], f"t NOT IN ({integer_types})"),
+        _any_type(
+            [f"$.{f}" for f in _OBJECT_FIELDS] + objects, "NOT (t LIKE 'OBJECT%' OR t = 'VOID')"
+        ),
+        # Header values must all be strings: the OBJECT<...> type lists one type per key.
+        _any_type(["$.headers"], "t LIKE 'OBJECT<%' AND t RLIKE ': (?!STRING[,>])'"),
     ]
-    for part in _UA_PARTS:
-        checks.append(f"{_type('$.user_agent.' + part)} NOT IN ('STRING', 'VOID')")
-    for nested in ("device", "os"):
-        base = f"$.user_agent.{nested}"
-        checks.append(f"NOT ({_type(base)} LIKE 'OBJECT%' OR {_type(base)} = 'VOID')")
-        checks += [f"{_type(base + '.' + p)} NOT IN ('STRING', 'VOID')" for p in _UA_PARTS]
-    # Header values must all be strings: the OBJECT<...> type lists one type per key.
-    checks.append(
-        f"({_type('$.headers')} LIKE 'OBJECT<%' AND {_type('$.headers')} RLIKE ': (?!STRING[,>])')"
-    )
-    return " OR ".join(f"coalesce({c}, false)" for c in checks)
+    conforming = f"coalesce(schema_of_variant(_json) RLIKE '{_CONFORMING}', false)"
+    return f"CASE WHEN {conforming} THEN false ELSE {' OR '.join(rules)} END"
 
 
 def validate(bronze: DataFrame, observe_as: str = "silver_validation") -> DataFrame:
