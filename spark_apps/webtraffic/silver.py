@@ -179,8 +179,9 @@ def _wrong_type_sql() -> str:
     """SQL: whether a field of the contract has a wrong JSON type (JSON null fits every type).
 
     The rules take a ``schema_of_variant`` per field, some 30 per record. One of the whole
-    record usually settles it: when it matches ``_CONFORMING``, no rule can fail. The rules run
-    on the other records only (not objects, wrong types, deeply nested extra fields...).
+    record (the ``_schema`` column of :func:`validate`) usually settles it: when it matches
+    ``_CONFORMING``, no rule can fail. The rules run on the other records only (not objects,
+    wrong types, deeply nested extra fields...).
     """
     ua = "$.user_agent"
     objects = [f"{ua}.{o}" for o in _UA_OBJECTS]
@@ -198,7 +199,7 @@ def _wrong_type_sql() -> str:
         # Header values must all be strings: the OBJECT<...> type lists one type per key.
         _any_type(["$.headers"], "t LIKE 'OBJECT<%' AND t RLIKE ': (?!STRING[,>])'"),
     ]
-    conforming = f"coalesce(schema_of_variant(_json) RLIKE '{_CONFORMING}', false)"
+    conforming = f"coalesce(_schema RLIKE '{_CONFORMING}', false)"
     return f"CASE WHEN {conforming} THEN false ELSE {' OR '.join(rules)} END"
 
 
@@ -218,9 +219,9 @@ def validate(bronze: DataFrame, observe_as: str = "silver_validation") -> DataFr
     """
     skew_s = int(MAX_FUTURE_SKEW.total_seconds())
     df = bronze.withColumn("_json", F.expr("try_parse_json(value)"))
-    df = df.withColumn(
-        "_is_object", F.expr("coalesce(schema_of_variant(_json) LIKE 'OBJECT%', false)")
-    )
+    # The record's type, once: the object test and the wrong-type check both read it.
+    df = df.withColumn("_schema", F.expr("schema_of_variant(_json)"))
+    df = df.withColumn("_is_object", F.expr("coalesce(_schema LIKE 'OBJECT%', false)"))
     df = df.withColumn("_event_time", F.expr("try_variant_get(_json, '$.event_time', 'string')"))
     pattern = EVENT_TIME_PATTERN.replace("\\", "\\\\")
     df = df.withColumn(
@@ -251,7 +252,7 @@ def validate(bronze: DataFrame, observe_as: str = "silver_validation") -> DataFr
     df = df.withColumn("wrong_type", F.expr(_wrong_type_sql()))
     flagged = [F.when(F.expr(sql), F.lit(code)) for code, sql in rules.items()]
     df = df.withColumn("reasons", F.filter(F.array(*flagged), lambda r: r.isNotNull()))
-    df = df.withColumn("reason", F.get(F.col("reasons"), 0)).drop("wrong_type")
+    df = df.withColumn("reason", F.get(F.col("reasons"), 0)).drop("wrong_type", "_schema")
     return df.observe(
         observe_as,
         F.count_if(F.col("reason").isNull()).alias("valid"),
