@@ -119,11 +119,13 @@ def realtime(settings: Settings, rate: float, duration: float) -> None:
             cwd=PROJECT_ROOT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 240
-        while log_path.read_text().count("query gold_sessions started") < 1:
-            if app.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the stream did not start; see {log_path}")
-            time.sleep(1)
+        started = wait_until(
+            lambda: app.poll() is not None or "query gold_sessions started" in log_path.read_text(),
+            240,
+            1.0,
+        )
+        if not started or app.poll() is not None:
+            raise SystemExit(f"the stream did not start; see {log_path}")
         summary, ledger = simulate(
             KafkaSink(settings, topic), seed=7, rate=rate, duration_s=duration, progress=False
         )
